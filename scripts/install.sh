@@ -1,0 +1,30 @@
+#!/bin/sh
+# Install tuibox and what it needs on a fresh Debian 12 machine (run as root).
+# Usage: scripts/install.sh [--test]   (--test also installs what the test suite needs)
+set -eu
+cd "$(dirname "$0")/.."
+
+packages="busybox-static ca-certificates"
+if [ "${1:-}" = "--test" ]; then
+    packages="$packages skopeo tmux"
+fi
+missing=""
+for p in $packages; do
+    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing="$missing $p"
+done
+python3 -c 'import venv, ensurepip' 2>/dev/null || missing="$missing python3-venv python3-pip"
+if [ -n "$missing" ]; then
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get update -q
+    # shellcheck disable=SC2086
+    apt-get install -y -q --no-install-recommends $missing
+fi
+
+python3 -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else 1)' || {
+    echo "tuibox needs Python 3.11 or newer" >&2; exit 1; }
+[ -x .venv/bin/python ] || python3 -m venv .venv
+extra=""
+[ "${1:-}" = "--test" ] && extra="[test]"
+.venv/bin/python -m pip install -q --upgrade pip
+.venv/bin/python -m pip install -q -e ".$extra"
+ln -sf "$(pwd)/.venv/bin/tuibox" /usr/local/bin/tuibox

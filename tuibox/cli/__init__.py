@@ -1,0 +1,174 @@
+"""The docker-like command line: ``tuibox run|ps|logs|stop|…`` over the Engine.
+
+Parsing lives here; each verb's work lives in ``containers.py`` or ``images.py``.  Heavy
+modules (pydantic models, the image store) are imported only by the verbs that use them.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from ..engine import Engine
+
+Handler = Callable[["Engine", argparse.Namespace], int]
+
+
+class ArgumentParser(argparse.ArgumentParser):
+    """Docker's exit code 125 and one-line message for a bad flag."""
+
+    def error(self, message: str) -> None:  # type: ignore[override]
+        self.print_usage(sys.stderr)
+        print(f"tuibox: {message}\nSee 'tuibox --help'.", file=sys.stderr)
+        raise SystemExit(125)
+
+
+def _run_flags(p: argparse.ArgumentParser) -> None:
+    p.add_argument("-d", "--detach", action="store_true", help="run in the background")
+    p.add_argument("--rm", action="store_true", help="remove the container when it exits")
+    p.add_argument("--name", help="assign a name to the container")
+    p.add_argument("-e", "--env", action="append", default=[], help="set environment variables")
+    p.add_argument("--env-file", action="append", default=[], help="read env vars from a file")
+    p.add_argument("-w", "--workdir", help="working directory inside the container")
+    p.add_argument("-u", "--user", help="username or UID (format: <name|uid>[:<group|gid>])")
+    p.add_argument("-h", "--hostname", help="container host name")
+    p.add_argument("--entrypoint", help="overwrite the default ENTRYPOINT of the image")
+    p.add_argument("--restart", default="no",
+                   help="restart policy: no, on-failure[:max-retries], always, unless-stopped")
+    p.add_argument("--stop-signal", help="signal to stop the container")
+    p.add_argument("--stop-timeout", type=int, help="timeout (in seconds) to stop a container")
+    p.add_argument("-l", "--label", action="append", default=[], help="set metadata")
+    p.add_argument("--network", "--net", default="none", help="network mode: none or host")
+    p.add_argument("--log-opt", action="append", default=[], help="log driver options")
+    p.add_argument("--ulimit", action="append", default=[], help="ulimit options")
+    p.add_argument("--read-only", action="store_true", help="mount the root filesystem read-only")
+    p.add_argument("image")
+    p.add_argument("command", nargs=argparse.REMAINDER)
+
+
+def build_parser() -> ArgumentParser:
+    from . import containers as c
+    from . import images as i
+
+    parser = ArgumentParser(prog="tuibox", add_help=False,
+                            description="Containers you can see. With no command: the dashboard.")
+    parser.add_argument("--help", action="help", help="show this help and exit")
+    parser.add_argument("--root", help="state root (default $TUIBOX_ROOT or /var/lib/tuibox)")
+    sub = parser.add_subparsers(dest="verb", metavar="COMMAND", parser_class=ArgumentParser)
+
+    def verb(name: str, handler: Handler, help: str, aliases: Sequence[str] = ()) -> ArgumentParser:
+        p: ArgumentParser = sub.add_parser(name, help=help, aliases=list(aliases),
+                                           add_help=False)
+        p.add_argument("--help", action="help", help="show this help and exit")
+        p.set_defaults(handler=handler)
+        return p
+
+    verb("info", c.cmd_info, "system-wide information").add_argument("-f", "--format")
+    verb("version", c.cmd_version, "show the version").add_argument("-f", "--format")
+
+    p = verb("run", c.cmd_run, "create and run a new container from an image")
+    _run_flags(p)
+    p = verb("create", c.cmd_create, "create a new container")
+    _run_flags(p)
+    p = verb("start", c.cmd_start, "start one or more stopped containers")
+    p.add_argument("-a", "--attach", action="store_true", help="attach stdout/stderr")
+    p.add_argument("containers", nargs="+")
+    for name, handler, text in (("stop", c.cmd_stop, "stop one or more running containers"),
+                                ("restart", c.cmd_restart, "restart one or more containers")):
+        p = verb(name, handler, text)
+        p.add_argument("-t", "--time", "--timeout", dest="time", type=int,
+                       help="seconds to wait before killing")
+        p.add_argument("-s", "--signal", help="signal to send to the container")
+        p.add_argument("containers", nargs="+")
+    p = verb("kill", c.cmd_kill, "kill one or more running containers")
+    p.add_argument("-s", "--signal", default="KILL", help="signal to send to the container")
+    p.add_argument("containers", nargs="+")
+    p = verb("rm", c.cmd_rm, "remove one or more containers")
+    p.add_argument("-f", "--force", action="store_true", help="kill and remove a running one")
+    p.add_argument("-v", "--volumes", action="store_true", help="remove anonymous volumes")
+    p.add_argument("containers", nargs="+")
+    p = verb("ps", c.cmd_ps, "list containers", aliases=["ls"])
+    p.add_argument("-a", "--all", action="store_true", help="show all containers")
+    p.add_argument("-q", "--quiet", action="store_true", help="only display container IDs")
+    p.add_argument("--no-trunc", action="store_true", help="don't truncate output")
+    p.add_argument("--format", help="'json', 'table', or a Go-style template")
+    p = verb("logs", c.cmd_logs, "fetch the logs of a container")
+    p.add_argument("-f", "--follow", action="store_true", help="follow log output")
+    p.add_argument("-t", "--timestamps", action="store_true", help="show timestamps")
+    p.add_argument("-n", "--tail", default="all", help="number of lines from the end")
+    p.add_argument("--since", help="since timestamp or relative (e.g. 42m)")
+    p.add_argument("--until", help="before timestamp or relative (e.g. 42m)")
+    p.add_argument("container")
+    p = verb("inspect", c.cmd_inspect, "detailed information on containers or images")
+    p.add_argument("-f", "--format", help="Go-style template")
+    p.add_argument("--type", choices=["container", "image"])
+    p.add_argument("names", nargs="+")
+    p = verb("wait", c.cmd_wait, "block until containers stop, then print their exit codes")
+    p.add_argument("containers", nargs="+")
+    p = verb("events", c.cmd_events, "get real time events")
+    p.add_argument("--since")
+    p.add_argument("--until")
+    p.add_argument("--format")
+    p = verb("container", c.cmd_container, "manage containers (prune)")
+    p.add_argument("action", choices=["prune", "ls", "list"])
+    p.add_argument("-f", "--force", action="store_true", help="do not prompt")
+    p.add_argument("-a", "--all", action="store_true")
+
+    p = verb("images", i.cmd_images, "list images")
+    p.add_argument("-q", "--quiet", action="store_true")
+    p.add_argument("--no-trunc", action="store_true")
+    p.add_argument("--format")
+    p.add_argument("reference", nargs="?")
+    p = verb("load", i.cmd_load, "load an image from a tar archive")
+    p.add_argument("-i", "--input", required=True, help="tar archive to read")
+    p.add_argument("-q", "--quiet", action="store_true")
+    p = verb("save", i.cmd_save, "save images to a tar archive")
+    p.add_argument("-o", "--output", required=True, help="write to this file")
+    p.add_argument("--format", choices=["docker", "oci"], default="docker")
+    p.add_argument("images", nargs="+")
+    p = verb("import", i.cmd_import, "import a rootfs tarball or directory as an image")
+    p.add_argument("-c", "--change", action="append", default=[],
+                   help="apply a Dockerfile instruction (CMD, ENV, WORKDIR …)")
+    p.add_argument("source")
+    p.add_argument("reference", nargs="?")
+    p = verb("rmi", i.cmd_rmi, "remove one or more images")
+    p.add_argument("-f", "--force", action="store_true")
+    p.add_argument("images", nargs="+")
+    p = verb("tag", i.cmd_tag, "create a tag that refers to an image")
+    p.add_argument("source")
+    p.add_argument("target")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    from ..engine.errors import TuiboxError
+
+    args_list = list(sys.argv[1:] if argv is None else argv)
+    parser = build_parser()
+    args = parser.parse_args(args_list)
+    if not getattr(args, "handler", None):
+        parser.print_help()
+        return 0
+    if os.geteuid() != 0:
+        print("tuibox: must run as root (it creates namespaces, cgroups and mounts)",
+              file=sys.stderr)
+        return 125
+    from ..engine import Engine
+
+    try:
+        engine = Engine(args.root)
+        return int(args.handler(engine, args))
+    except TuiboxError as exc:
+        print(f"tuibox: {exc}", file=sys.stderr)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        return 130
+    except BrokenPipeError:
+        # `tuibox logs … | head`: the reader left; stop quietly like docker does.
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return 0

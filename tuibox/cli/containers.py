@@ -1,0 +1,368 @@
+"""Container verbs of the CLI."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shlex
+import signal
+import sys
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any
+
+from ..engine.errors import InvalidArgument, NotFound, TuiboxError
+from .format import ago, human_duration, render_template, table
+
+if TYPE_CHECKING:
+    from ..engine import Container, Engine, RunOptions
+
+
+def _out(text: str) -> None:
+    sys.stdout.write(text + "\n")
+
+
+def _err(text: str) -> None:
+    sys.stderr.write(f"tuibox: {text}\n")
+
+
+def _parse_kv(items: list[str], what: str) -> dict[str, str]:
+    result = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not key:
+            raise InvalidArgument(f"invalid {what}: {item!r}")
+        result[key] = value if sep else ""
+    return result
+
+
+def _env(args: argparse.Namespace) -> list[str]:
+    import os
+
+    env: list[str] = []
+    for path in args.env_file:
+        try:
+            with open(path) as f:
+                lines = f.read().splitlines()
+        except OSError as exc:
+            raise InvalidArgument(f"open {path}: {exc.strerror}") from exc
+        for line in lines:
+            line = line.strip()
+            if line and not line.startswith("#"):
+                env.append(_env_entry(line, os.environ))
+    for entry in args.env:
+        env.append(_env_entry(entry, os.environ))
+    return [e for e in env if e]
+
+
+def _env_entry(entry: str, host: Any) -> str:
+    # `-e NAME` without a value takes the caller's value, or is dropped (Docker's rule).
+    if "=" in entry:
+        return entry
+    return f"{entry}={host[entry]}" if entry in host else ""
+
+
+def run_options(args: argparse.Namespace) -> RunOptions:
+    from ..engine.models import RunOptions
+
+    command = list(args.command)
+    if command and command[0] == "--":
+        command = command[1:]
+    entrypoint = None
+    if args.entrypoint is not None:
+        entrypoint = [args.entrypoint] if args.entrypoint else [""]
+    return RunOptions(
+        image=args.image, command=command, entrypoint=entrypoint, name=args.name,
+        env=_env(args), workdir=args.workdir, user=args.user, hostname=args.hostname,
+        restart=args.restart, stop_signal=args.stop_signal, stop_timeout=args.stop_timeout,
+        labels=_parse_kv(args.label, "label"), auto_remove=args.rm, network=args.network,
+        log_opts=_parse_kv(args.log_opt, "log-opt"), ulimits=args.ulimit,
+        read_only=args.read_only)
+
+
+def cmd_create(engine: Engine, args: argparse.Namespace) -> int:
+    _out(engine.create(run_options(args)).id)
+    return 0
+
+
+def cmd_run(engine: Engine, args: argparse.Namespace) -> int:
+    opts = run_options(args)
+    if args.detach:
+        _out(engine.run(opts).id)
+        return 0
+    config = engine.create(opts)
+    return _attach_and_wait(engine, config.id, remove_on_failure=opts.auto_remove)
+
+
+def _attach_and_wait(engine: Engine, cid: str, *, remove_on_failure: bool = False) -> int:
+    from ..engine.supervisor import protocol
+
+    try:
+        conn = engine.start_attached(cid)
+    except TuiboxError:
+        if remove_on_failure:
+            engine.remove(cid, force=True)
+        raise
+
+    def forward(signum: int, _frame: object) -> None:
+        # Like docker's --sig-proxy: the container gets the signal, we keep streaming.
+        try:
+            engine.kill(cid, signal_=str(signum))
+        except TuiboxError:
+            pass
+
+    for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGQUIT):
+        signal.signal(sig, forward)
+    out, err = sys.stdout.buffer, sys.stderr.buffer
+    try:
+        for kind, payload in conn.frames():
+            if kind == protocol.KIND_STDOUT:
+                out.write(payload)
+                out.flush()
+            elif kind == protocol.KIND_STDERR:
+                err.write(payload)
+                err.flush()
+            else:
+                message = json.loads(payload)
+                if "exit" in message:
+                    return int(message["exit"])
+    finally:
+        conn.close()
+    return engine.wait(cid)
+
+
+def cmd_start(engine: Engine, args: argparse.Namespace) -> int:
+    if args.attach:
+        if len(args.containers) > 1:
+            raise InvalidArgument("you cannot start and attach multiple containers at once")
+        return _attach_and_wait(engine, engine.resolve(args.containers[0]))
+    return _each(args.containers, lambda ref: engine.start(ref))
+
+
+def _each(refs: list[str], action: Any) -> int:
+    """Docker's multi-container verbs: echo each name done, report each failure, exit 1."""
+    code = 0
+    for ref in refs:
+        try:
+            action(ref)
+            _out(ref)
+        except TuiboxError as exc:
+            _err(str(exc))
+            code = 1
+    return code
+
+
+def cmd_stop(engine: Engine, args: argparse.Namespace) -> int:
+    return _each(args.containers,
+                 lambda ref: engine.stop(ref, timeout=args.time, signal_=args.signal))
+
+
+def cmd_restart(engine: Engine, args: argparse.Namespace) -> int:
+    return _each(args.containers, lambda ref: engine.restart(ref, timeout=args.time))
+
+
+def cmd_kill(engine: Engine, args: argparse.Namespace) -> int:
+    return _each(args.containers, lambda ref: engine.kill(ref, signal_=args.signal))
+
+
+def cmd_rm(engine: Engine, args: argparse.Namespace) -> int:
+    return _each(args.containers, lambda ref: engine.remove(ref, force=args.force))
+
+
+def cmd_wait(engine: Engine, args: argparse.Namespace) -> int:
+    code = 0
+    for ref in args.containers:
+        try:
+            _out(str(engine.wait(ref)))
+        except TuiboxError as exc:
+            _err(str(exc))
+            code = 1
+    return code
+
+
+def status_text(c: Container) -> str:
+    st = c.state
+    now = datetime.now(UTC)
+    if st.status == "restarting":
+        return f"Restarting ({st.exit_code}) {ago(st.finished_at)}"
+    if st.running:
+        up = f"Up {human_duration((now - st.started_at).total_seconds())}"
+        return up + (" (Paused)" if st.paused else "")
+    if st.status == "created":
+        return "Created"
+    if st.status == "removing":
+        return "Removal In Progress"
+    if st.status == "dead":
+        return "Dead"
+    return f"Exited ({st.exit_code}) {ago(st.finished_at)}"
+
+
+def ps_row(c: Container, *, no_trunc: bool) -> dict[str, str]:
+    command = shlex.join(c.config.process.args)
+    if not no_trunc and len(command) > 20:
+        command = command[:19] + "…"
+    return {
+        "ID": c.id if no_trunc else c.id[:12],
+        "Image": c.config.image,
+        "Command": f'"{command}"',
+        "CreatedAt": c.config.created.strftime("%Y-%m-%d %H:%M:%S +0000 UTC"),
+        "RunningFor": ago(c.config.created),
+        "Status": status_text(c),
+        "State": c.state.status,
+        "Ports": "",
+        "Names": c.name,
+        "Labels": ",".join(f"{k}={v}" for k, v in sorted(c.config.labels.items())),
+        "Networks": c.config.network_mode,
+    }
+
+
+def cmd_ps(engine: Engine, args: argparse.Namespace) -> int:
+    containers, errors = engine.list_with_errors()
+    for error in errors:
+        _err(f"skipping a broken record: {error}")
+    if not args.all:
+        containers = [c for c in containers if c.state.running]
+    if args.quiet:
+        for c in containers:
+            _out(c.id if args.no_trunc else c.id[:12])
+        return 0
+    rows = [ps_row(c, no_trunc=args.no_trunc) for c in containers]
+    if args.format == "json":
+        for row in rows:
+            _out(json.dumps(row))
+        return 0
+    if args.format and args.format != "table":
+        for row in rows:
+            _out(render_template(args.format, row))
+        return 0
+    headers = ["CONTAINER ID", "IMAGE", "COMMAND", "CREATED", "STATUS", "PORTS", "NAMES"]
+    _out(table(headers, [[r["ID"], r["Image"], r["Command"], r["RunningFor"], r["Status"],
+                          r["Ports"], r["Names"]] for r in rows]))
+    return 0
+
+
+def cmd_logs(engine: Engine, args: argparse.Namespace) -> int:
+    from ..engine.logs import format_time
+
+    tail = None
+    if args.tail != "all":
+        try:
+            tail = int(args.tail)
+        except ValueError:
+            raise InvalidArgument(f"invalid --tail value: {args.tail}") from None
+        if tail < 0:
+            tail = None
+    out, err = sys.stdout.buffer, sys.stderr.buffer
+    at_line_start = {"stdout": True, "stderr": True}
+    for entry in engine.logs(args.container, follow=args.follow, since=args.since,
+                             until=args.until, tail=tail):
+        target = out if entry.stream == "stdout" else err
+        if args.timestamps and at_line_start[entry.stream]:
+            target.write(format_time(entry.time_ns).encode() + b" ")
+        target.write(entry.data)
+        at_line_start[entry.stream] = not entry.partial
+        if args.follow:
+            target.flush()
+    out.flush()
+    return 0
+
+
+def cmd_inspect(engine: Engine, args: argparse.Namespace) -> int:
+    results: list[dict[str, Any]] = []
+    code = 0
+    for name in args.names:
+        try:
+            results.append(_inspect_one(engine, name, args.type))
+        except NotFound:
+            _err(f"No such object: {name}")
+            code = 1
+    if args.format:
+        for obj in results:
+            _out(render_template(args.format, obj))
+    else:
+        _out(json.dumps(results, indent=4))
+    return code
+
+
+def _inspect_one(engine: Engine, name: str, kind: str | None) -> dict[str, Any]:
+    if kind != "image":
+        try:
+            return engine.inspect(name)
+        except NotFound:
+            if kind == "container":
+                raise
+    from .images import image_json
+
+    return image_json(engine.images.resolve(name))
+
+
+def cmd_events(engine: Engine, args: argparse.Namespace) -> int:
+    from ..engine.logs import format_time
+
+    follow = args.until is None
+    for event in engine.events(since=args.since, until=args.until, follow=follow):
+        if args.format:
+            _out(render_template(args.format, event.model_dump(mode="json")))
+            sys.stdout.flush()
+            continue
+        attrs = dict(event.attributes)
+        if event.name:
+            attrs["name"] = event.name
+        extra = ", ".join(f"{k}={v}" for k, v in sorted(attrs.items()))
+        stamp = format_time(int(event.time.timestamp() * 1_000_000) * 1000)
+        _out(f"{stamp} {event.type} {event.action} {event.id}" + (f" ({extra})" if extra else ""))
+        sys.stdout.flush()
+    return 0
+
+
+def cmd_container(engine: Engine, args: argparse.Namespace) -> int:
+    if args.action in ("ls", "list"):
+        args.quiet = args.no_trunc = False
+        args.format = None
+        return cmd_ps(engine, args)
+    removed = engine.prune()
+    _out("Deleted Containers:")
+    for cid in removed:
+        _out(cid)
+    _out("")
+    _out("Total reclaimed space: 0B" if not removed else f"Removed {len(removed)} containers")
+    return 0
+
+
+def cmd_info(engine: Engine, args: argparse.Namespace) -> int:
+    info = engine.info()
+    if args.format:
+        _out(render_template(args.format, info) if args.format != "json" else json.dumps(info))
+        return 0
+    lines = [
+        "Server:",
+        f" Containers: {info['Containers']}",
+        f"  Running: {info['ContainersRunning']}",
+        f"  Paused: {info['ContainersPaused']}",
+        f"  Stopped: {info['ContainersStopped']}",
+        f" Images: {info['Images']}",
+        f" Server Version: tuibox {info['ServerVersion']}",
+        f" Storage Driver: {info['Driver']}",
+        f" Logging Driver: {info['LoggingDriver']}",
+        f" Cgroup Driver: {info['CgroupDriver']}",
+        f" Cgroup Version: {info['CgroupVersion']}",
+        f" Kernel Version: {info['KernelVersion']}",
+        f" Operating System: {info['OperatingSystem']}",
+        f" OSType: {info['OSType']}",
+        f" Architecture: {info['Architecture']}",
+        f" CPUs: {info['NCPU']}",
+        f" Total Memory: {info['MemTotal'] / 2**30:.2f}GiB",
+        f" Docker Root Dir: {info['DockerRootDir']}",
+        f" Supervisor: {'running' if info['SupervisorRunning'] else 'not running'}",
+    ]
+    _out("\n".join(lines))
+    return 0
+
+
+def cmd_version(engine: Engine, args: argparse.Namespace) -> int:
+    v = engine.version()
+    if args.format:
+        _out(render_template(args.format, v) if args.format != "json" else json.dumps(v))
+        return 0
+    _out(f"tuibox version {v['Version']}\n OS/Arch: {v['Os']}/{v['Arch']}\n"
+         f" Kernel: {v['KernelVersion']}\n Python: {v['PythonVersion']}")
+    return 0

@@ -1,0 +1,220 @@
+"""The container records on disk: ids, names, config and state, listing and removal.
+
+Shared by the engine (in the CLI or dashboard process) and the supervisor.  Names are
+reserved by creating ``names/<name>`` with ``O_EXCL``: atomic across processes with no
+global lock, so concurrent ``run -d`` never collide.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import re
+import secrets
+import shutil
+from collections.abc import Callable, Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+
+from .errors import Conflict, ContainerNotFound, InvalidArgument, RecordError
+from .models import Container, ContainerConfig, ContainerState, Event
+from .names import random_name
+from .paths import StatePaths
+from .records import locked, read_record, write_atomic, write_record
+
+NAME_RE = re.compile(r"^/?[a-zA-Z0-9][a-zA-Z0-9_.-]+$")
+HEX64 = re.compile(r"^[0-9a-f]{64}$")
+
+
+def new_id() -> str:
+    return secrets.token_hex(32)
+
+
+def now() -> datetime:
+    return datetime.now(UTC)
+
+
+class ContainerStore:
+    """Reads and writes ``containers/<id>/{config,state}.json`` and ``names/``."""
+
+    def __init__(self, paths: StatePaths) -> None:
+        self.paths = paths
+
+    # ------------------------------------------------------------------ names and ids
+
+    def reserve_name(self, name: str | None, cid: str) -> str:
+        """Claim ``name`` (or a random one) for ``cid``; Conflict if it is taken."""
+        if name is not None:
+            if not NAME_RE.match(name):
+                raise InvalidArgument(
+                    f'Invalid container name ({name}), only [a-zA-Z0-9][a-zA-Z0-9_.-] are allowed')
+            name = name.lstrip("/")
+            if self._claim(name, cid):
+                return name
+            holder = self._name_holder(name)
+            raise Conflict(f'Conflict. The container name "/{name}" is already in use by '
+                           f'container "{holder}". You have to remove (or rename) that '
+                           f"container to be able to reuse that name.")
+        for attempt in range(100):
+            candidate = random_name(retry=attempt)
+            if self._claim(candidate, cid):
+                return candidate
+        raise Conflict("could not find a free random container name")
+
+    def _claim(self, name: str, cid: str) -> bool:
+        try:
+            fd = os.open(self.paths.names / name, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+        except FileExistsError:
+            return False
+        try:
+            os.write(fd, cid.encode())
+        finally:
+            os.close(fd)
+        return True
+
+    def _name_holder(self, name: str) -> str:
+        try:
+            return (self.paths.names / name).read_text()
+        except OSError:
+            return "?"
+
+    def release_name(self, name: str, cid: str) -> None:
+        if self._name_holder(name) == cid:
+            with contextlib.suppress(FileNotFoundError):
+                (self.paths.names / name).unlink()
+
+    def resolve(self, ref: str) -> str:
+        """Full id for a name, a full id or a unique id prefix (Docker's order)."""
+        if not ref:
+            raise ContainerNotFound("No such container: (empty name)")
+        if HEX64.match(ref) and (self.paths.containers / ref).is_dir():
+            return ref
+        holder = self._name_holder(ref.lstrip("/"))
+        if holder != "?" and (self.paths.containers / holder).is_dir():
+            return holder
+        if re.fullmatch(r"[0-9a-f]+", ref):
+            matches = [d for d in self._ids() if d.startswith(ref)]
+            if len(matches) == 1:
+                return matches[0]
+            if len(matches) > 1:
+                raise ContainerNotFound(
+                    f"multiple containers found with provided prefix: {ref}")
+        raise ContainerNotFound(f"No such container: {ref}")
+
+    def _ids(self) -> list[str]:
+        try:
+            return [d for d in os.listdir(self.paths.containers) if HEX64.match(d)]
+        except FileNotFoundError:
+            return []
+
+    # ------------------------------------------------------------------ records
+
+    def dir(self, cid: str) -> Path:
+        return self.paths.container_dir(cid)
+
+    def config(self, cid: str) -> ContainerConfig:
+        return read_record(self.dir(cid) / "config.json", ContainerConfig)
+
+    def state(self, cid: str) -> ContainerState:
+        return read_record(self.dir(cid) / "state.json", ContainerState)
+
+    def get(self, cid: str) -> Container:
+        return Container(config=self.config(cid), state=self.state(cid))
+
+    def write_config(self, config: ContainerConfig) -> None:
+        write_record(self.dir(config.id) / "config.json", config)
+
+    def write_state(self, cid: str, state: ContainerState) -> None:
+        path = self.dir(cid) / "state.json"
+        with locked(path):
+            write_record(path, state)
+
+    def update_state(self, cid: str, change: Callable[[ContainerState], None]) -> ContainerState:
+        """Read-modify-write of state.json under its lock."""
+        path = self.dir(cid) / "state.json"
+        with locked(path):
+            state = read_record(path, ContainerState)
+            change(state)
+            write_record(path, state)
+        return state
+
+    def list(self) -> tuple[list[Container], list[RecordError]]:
+        """Every container, newest first; unreadable records are returned, not raised."""
+        found: list[Container] = []
+        errors: list[RecordError] = []
+        for cid in self._ids():
+            try:
+                found.append(self.get(cid))
+            except RecordError as exc:
+                if (self.dir(cid)).is_dir():  # vanished mid-listing means removed: skip
+                    errors.append(exc)
+        found.sort(key=lambda c: c.config.created, reverse=True)
+        return found, errors
+
+    def iter_running(self) -> Iterator[Container]:
+        for c in self.list()[0]:
+            if c.state.running:
+                yield c
+
+    # ------------------------------------------------------------------ removal
+
+    def remove_files(self, cid: str) -> None:
+        """Delete every file of a stopped container and free its name."""
+        try:
+            name = self.config(cid).name
+        except RecordError:
+            name = ""
+        path = self.dir(cid)
+        # Rename first so a half-deleted dir never looks like a container to readers.
+        doomed = self.paths.tmp / f"removing-{cid}"
+        with contextlib.suppress(FileNotFoundError):
+            os.rename(path, doomed)
+        shutil.rmtree(doomed, ignore_errors=True)
+        if name:
+            self.release_name(name, cid)
+
+    # ------------------------------------------------------------------ events
+
+    def emit(self, action: str, cid: str, name: str = "", **attrs: str) -> None:
+        event = Event(time=now(), action=action, id=cid, name=name, attributes=attrs)
+        line = event.model_dump_json().encode() + b"\n"
+        # One O_APPEND write per event: atomic between concurrent writers.
+        fd = os.open(self.paths.events, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC,
+                     0o644)
+        try:
+            os.write(fd, line)
+        finally:
+            os.close(fd)
+
+
+def write_etc_files(directory: Path, *, hostname: str, host_network: bool) -> None:
+    """The per-container hostname, hosts and resolv.conf that are bind-mounted in."""
+    write_atomic(directory / "hostname", f"{hostname}\n".encode())
+    hosts = ["127.0.0.1\tlocalhost", "::1\tlocalhost ip6-localhost ip6-loopback",
+             "fe00::0\tip6-localnet", "ff00::0\tip6-mcastprefix", "ff02::1\tip6-allnodes",
+             "ff02::2\tip6-allrouters"]
+    if host_network:
+        with contextlib.suppress(OSError):
+            hosts = Path("/etc/hosts").read_text().splitlines()
+    else:
+        hosts.append(f"127.0.1.1\t{hostname}")
+    write_atomic(directory / "hosts", ("\n".join(hosts) + "\n").encode())
+    write_atomic(directory / "resolv.conf", _resolv_conf(host_network).encode())
+
+
+def _resolv_conf(host_network: bool) -> str:
+    try:
+        lines = Path("/etc/resolv.conf").read_text().splitlines()
+    except OSError:
+        lines = []
+    if host_network:
+        return "\n".join(lines) + "\n"
+    # Loopback resolvers mean nothing inside another netns (Docker drops them too).
+    kept = [ln for ln in lines if not (ln.startswith("nameserver") and (
+        ln.split()[1:2] and (ln.split()[1].startswith("127.") or ln.split()[1] == "::1")))]
+    return "\n".join(kept) + ("\n" if kept else "")
+
+
+def dump_json(obj: object) -> str:
+    return json.dumps(obj, indent=4, default=str)

@@ -1,0 +1,347 @@
+"""``Engine``: the one public entry point the CLI and the dashboard use.
+
+Synchronous and typed.  It works in the caller's process (images, records, log reading)
+and asks the supervisor to do what needs a long-lived single-threaded parent (starting,
+stopping, reaping, log writing).  It never imports the UI.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import platform
+import shutil
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from .containers import ContainerStore, new_id, now
+from .errors import Conflict, InvalidArgument, RecordError, TuiboxError
+from .models import Container, ContainerConfig, ContainerState, Event, LogOptions, RunOptions
+from .paths import StatePaths, default_root
+from .signals import parse_signal
+
+if TYPE_CHECKING:
+    from .images import ImageStore
+    from .logs import LogEntry
+    from .supervisor.client import Connection, SupervisorClient
+
+VERSION = "0.1.0"
+NETWORK_MODES = ("none", "host")
+
+
+def _has_cap(bit: int) -> bool:
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith("CapEff:"):
+                return bool(int(line.split()[1], 16) >> bit & 1)
+    return False
+
+
+class Engine:
+    """All of tuibox's container and image operations for one state root."""
+
+    def __init__(self, root: Path | str | None = None) -> None:
+        self.paths = StatePaths(Path(root) if root is not None else default_root())
+        self.paths.ensure()
+        self.containers = ContainerStore(self.paths)
+        self._images: ImageStore | None = None
+        self._client: SupervisorClient | None = None
+
+    @property
+    def images(self) -> ImageStore:
+        if self._images is None:
+            from .images import ImageStore
+
+            self._images = ImageStore(self.paths)
+        return self._images
+
+    @property
+    def supervisor(self) -> SupervisorClient:
+        if self._client is None:
+            from .supervisor.client import SupervisorClient
+
+            self._client = SupervisorClient(self.paths)
+        return self._client
+
+    # ------------------------------------------------------------------ lookup
+
+    def resolve(self, ref: str) -> str:
+        return self.containers.resolve(ref)
+
+    def get(self, ref: str) -> Container:
+        return self.containers.get(self.resolve(ref))
+
+    def list(self, *, all: bool = False) -> list[Container]:
+        found, _ = self.containers.list()
+        return found if all else [c for c in found if c.state.running]
+
+    def list_with_errors(self) -> tuple[list[Container], list[RecordError]]:
+        return self.containers.list()
+
+    # ------------------------------------------------------------------ create / start
+
+    def create(self, opts: RunOptions) -> ContainerConfig:
+        """Make a container (no process yet): Docker's ``create``."""
+        from .runtime.spec import build_process, parse_decimal_size, parse_restart, parse_ulimit
+
+        if opts.network not in NETWORK_MODES:
+            raise InvalidArgument(
+                f"network mode {opts.network!r} is not available yet: use --network none "
+                f"or --network host")
+        image = self.images.resolve(opts.image)
+        restart = parse_restart(opts.restart)
+        if restart.name != "no" and opts.auto_remove:
+            raise InvalidArgument("conflicting options: cannot specify both --restart and --rm")
+        can_raise = _has_cap(24)  # CAP_SYS_RESOURCE
+        ulimits = [parse_ulimit(u, can_raise=can_raise) for u in opts.ulimits]
+        log_opts = _log_options(opts.log_opts, parse_decimal_size)
+        if opts.stop_signal:
+            parse_signal(opts.stop_signal)
+        cid = new_id()
+        hostname = opts.hostname or cid[:12]
+        process = build_process(image.config, opts, hostname)
+        name = self.containers.reserve_name(opts.name, cid)
+        cdir = self.containers.dir(cid)
+        try:
+            for sub in ("upper", "work", "rootfs"):
+                (cdir / sub).mkdir(parents=True, mode=0o700 if sub == "work" else 0o755)
+            config = ContainerConfig(
+                id=cid, name=name, created=now(), image=opts.image, image_id=image.id,
+                process=process, entrypoint=opts.entrypoint, cmd=opts.command or None,
+                hostname=hostname, labels={**(image.config.Labels or {}), **opts.labels},
+                restart_policy=restart, auto_remove=opts.auto_remove,
+                stop_signal=opts.stop_signal or image.config.StopSignal or "SIGTERM",
+                stop_timeout=opts.stop_timeout, network_mode=opts.network,
+                log_options=log_opts, ulimits=ulimits,
+                layer_dirs=[str(p) for p in self.images.layer_dirs(image)],
+                read_only=opts.read_only)
+            self.containers.write_config(config)
+            self.containers.write_state(cid, ContainerState())
+        except BaseException:
+            shutil.rmtree(cdir, ignore_errors=True)
+            self.containers.release_name(name, cid)
+            raise
+        self.containers.emit("create", cid, name, image=opts.image)
+        return config
+
+    def start(self, ref: str) -> int:
+        """Start a created or exited container; returns its PID 1's host pid."""
+        cid = self.resolve(ref)
+        state = self.containers.state(cid)
+        if state.running and not state.restarting:
+            return state.pid
+        reply = self.supervisor.request({"op": "start", "id": cid})
+        return int(reply["pid"])
+
+    def start_attached(self, ref: str) -> Connection:
+        """Start and stream the container's output: frames until ``{"exit": code}``."""
+        cid = self.resolve(ref)
+        conn = self.supervisor.connect()
+        try:
+            conn.send({"op": "start", "id": cid, "attach": True})
+            conn.reply()
+        except BaseException:
+            conn.close()
+            raise
+        return conn
+
+    def run(self, opts: RunOptions) -> ContainerConfig:
+        """``create`` + ``start`` (detached).  A failed start keeps the container, as Docker."""
+        config = self.create(opts)
+        try:
+            self.start(config.id)
+        except TuiboxError:
+            if opts.auto_remove:
+                self.remove(config.id, force=True)
+            raise
+        return config
+
+    # ------------------------------------------------------------------ stop / kill / rm
+
+    def stop(self, ref: str, *, timeout: int | None = None, signal_: str | None = None) -> bool:
+        """Stop signal, then SIGKILL after the timeout; False if it was not running."""
+        cid = self.resolve(ref)
+        state = self.containers.state(cid)
+        if not state.running:
+            return False
+        reply = self.supervisor.request({"op": "stop", "id": cid, "timeout": timeout,
+                                         "signal": signal_})
+        return not reply.get("already", False)
+
+    def restart(self, ref: str, *, timeout: int | None = None) -> int:
+        self.stop(ref, timeout=timeout)
+        return self.start(ref)
+
+    def kill(self, ref: str, *, signal_: str = "KILL") -> None:
+        cid = self.resolve(ref)
+        parse_signal(signal_)
+        if not self.containers.state(cid).running:
+            raise Conflict(f"Cannot kill container: {ref}: container {cid[:12]} is not running")
+        self.supervisor.request({"op": "kill", "id": cid, "signal": signal_})
+
+    def wait(self, ref: str) -> int:
+        cid = self.resolve(ref)
+        if not self.containers.state(cid).running and not self.supervisor.running():
+            return self.containers.state(cid).exit_code
+        return int(self.supervisor.request({"op": "wait", "id": cid})["exit_code"])
+
+    def remove(self, ref: str, *, force: bool = False) -> str:
+        cid = self.resolve(ref)
+        state = self.containers.state(cid)
+        if state.running:
+            if not force:
+                raise Conflict(
+                    f"You cannot remove a {state.status} container {cid}. Stop the container "
+                    f"before attempting removal or force remove")
+            self.supervisor.request({"op": "stop", "id": cid, "timeout": 0, "signal": "KILL"})
+        if self.supervisor.running():
+            self.supervisor.request({"op": "forget", "id": cid})
+        config = self.containers.config(cid)
+        self.containers.update_state(cid, lambda st: setattr(st, "removing", True))
+        from .cgroups import detect_driver
+        from .supervisor.server import cgroup_rel
+
+        detect_driver().remove(cgroup_rel(cid))
+        self.containers.remove_files(cid)
+        self.containers.emit("destroy", cid, config.name)
+        return cid
+
+    def prune(self) -> list[str]:
+        """Remove every stopped container (``container prune``)."""
+        removed = []
+        for c in self.list(all=True):
+            if not c.state.running:
+                with contextlib.suppress(TuiboxError):
+                    removed.append(self.remove(c.id))
+        return removed
+
+    def containers_using(self, image_id: str) -> list[str]:
+        return [c.id[:12] for c in self.list(all=True) if c.config.image_id == image_id]
+
+    # ------------------------------------------------------------------ logs / events
+
+    def logs(self, ref: str, *, follow: bool = False, since: str | None = None,
+             until: str | None = None, tail: int | None = None) -> Iterator[LogEntry]:
+        from .logs import parse_since, read_logs
+
+        cid = self.resolve(ref)
+        now_ns = time.time_ns()
+        since_ns = parse_since(since, now_ns) if since else None
+        until_ns = parse_since(until, now_ns) if until else None
+
+        def stopped() -> bool:
+            try:
+                st = self.containers.state(cid)
+            except RecordError:
+                return True
+            return not st.running or st.restarting and not follow
+
+        return read_logs(self.containers.dir(cid), cid, since_ns=since_ns, until_ns=until_ns,
+                         tail=tail, follow=follow, stopped=stopped)
+
+    def events(self, *, since: str | None = None, until: str | None = None,
+               follow: bool = True, poll: float = 0.1) -> Iterator[Event]:
+        from .logs import parse_since
+
+        now_ns = time.time_ns()
+        since_ns = parse_since(since, now_ns) if since else (None if not follow else now_ns)
+        until_ns = parse_since(until, now_ns) if until else None
+        path = self.paths.events
+        path.touch()
+        with open(path, "rb") as f:
+            buf = b""
+            while True:
+                chunk = f.readline()
+                if chunk:
+                    buf += chunk
+                    if not buf.endswith(b"\n"):
+                        continue
+                    line, buf = buf, b""
+                    try:
+                        event = Event.model_validate_json(line)
+                    except ValueError:
+                        continue
+                    t_ns = int(event.time.timestamp() * 1e9)
+                    if since_ns is not None and t_ns < since_ns:
+                        continue
+                    if until_ns is not None and t_ns > until_ns:
+                        return
+                    yield event
+                    continue
+                if not follow or (until_ns is not None and time.time_ns() > until_ns):
+                    return
+                time.sleep(poll)
+
+    # ------------------------------------------------------------------ inspect / info
+
+    def inspect(self, ref: str) -> dict[str, Any]:
+        from .inspect import container_json
+
+        c = self.get(ref)
+        return container_json(c, self.containers.dir(c.id))
+
+    def info(self) -> dict[str, Any]:
+        from .cgroups import detect_driver
+
+        containers, _ = self.containers.list()
+        driver = detect_driver()
+        mem = 0
+        with contextlib.suppress(OSError), open("/proc/meminfo") as f:
+            mem = int(f.readline().split()[1]) * 1024
+        return {
+            "ServerVersion": VERSION,
+            "Containers": len(containers),
+            "ContainersRunning": sum(c.state.status == "running" for c in containers),
+            "ContainersPaused": sum(c.state.status == "paused" for c in containers),
+            "ContainersStopped": sum(not c.state.running for c in containers),
+            "Images": len(self.images.list()),
+            "Driver": "overlay",
+            "LoggingDriver": "json-file",
+            "CgroupDriver": driver.name,
+            "CgroupVersion": str(driver.version),
+            "KernelVersion": platform.release(),
+            "OperatingSystem": _os_name(),
+            "OSType": "linux",
+            "Architecture": platform.machine(),
+            "NCPU": os.cpu_count() or 1,
+            "MemTotal": mem,
+            "DockerRootDir": str(self.paths.root),
+            "SupervisorRunning": self.supervisor.running(),
+        }
+
+    def version(self) -> dict[str, str]:
+        return {"Version": VERSION, "Os": "linux", "Arch": platform.machine(),
+                "KernelVersion": platform.release(),
+                "PythonVersion": platform.python_version()}
+
+    def shutdown(self, *, force: bool = False) -> None:
+        """Stop this root's supervisor (containers must be stopped unless ``force``)."""
+        self.supervisor.shutdown(force=force)
+
+
+def _log_options(opts: dict[str, str], parse_size: Any) -> LogOptions:
+    """``--log-opt``: json-file's max-size/max-file; rotated by default (10 MB × 3)."""
+    unknown = set(opts) - {"max-size", "max-file"}
+    if unknown:
+        raise InvalidArgument(f"unknown log opt '{sorted(unknown)[0]}' for json-file log driver")
+    max_size = parse_size(opts.get("max-size", "10m"))
+    try:
+        max_file = int(opts.get("max-file", "3"))
+    except ValueError:
+        raise InvalidArgument(f"invalid max-file: {opts['max-file']}") from None
+    if max_file < 1:
+        raise InvalidArgument("max-file cannot be less than 1")
+    if max_size == 0:
+        raise InvalidArgument("max-size must be a positive number")
+    return LogOptions(max_size=max_size, max_file=max_file)
+
+
+def _os_name() -> str:
+    with contextlib.suppress(OSError):
+        for line in Path("/etc/os-release").read_text().splitlines():
+            if line.startswith("PRETTY_NAME="):
+                return line.split("=", 1)[1].strip('"')
+    return "Linux"
+

@@ -1,0 +1,77 @@
+"""``inspect``: Docker-shaped JSON for a container."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from .models import ZERO_TIME, Container
+
+
+def rfc3339(t: datetime) -> str:
+    if t == ZERO_TIME:
+        return "0001-01-01T00:00:00Z"
+    return t.strftime("%Y-%m-%dT%H:%M:%S.%f000Z").replace(".000000000Z", "Z")
+
+
+def container_json(c: Container, directory: Path) -> dict[str, Any]:
+    cfg, st = c.config, c.state
+    return {
+        "Id": cfg.id,
+        "Created": rfc3339(cfg.created),
+        "Path": cfg.process.args[0],
+        "Args": cfg.process.args[1:],
+        "State": {
+            "Status": st.status,
+            "Running": st.running,
+            "Paused": st.paused,
+            "Restarting": st.restarting,
+            "OOMKilled": st.oom_killed,
+            "Dead": st.dead,
+            "Pid": st.pid,
+            "ExitCode": st.exit_code,
+            "Error": st.error,
+            "StartedAt": rfc3339(st.started_at),
+            "FinishedAt": rfc3339(st.finished_at),
+        },
+        "Image": cfg.image_id,
+        "ResolvConfPath": str(directory / "resolv.conf"),
+        "HostnamePath": str(directory / "hostname"),
+        "HostsPath": str(directory / "hosts"),
+        "LogPath": str(directory / f"{cfg.id}-json.log"),
+        "Name": f"/{cfg.name}",
+        "RestartCount": st.restart_count,
+        "Driver": "overlay",
+        "HostConfig": {
+            "NetworkMode": cfg.network_mode,
+            "RestartPolicy": {"Name": cfg.restart_policy.name,
+                              "MaximumRetryCount": cfg.restart_policy.maximum_retry_count},
+            "AutoRemove": cfg.auto_remove,
+            "ReadonlyRootfs": cfg.read_only,
+            "LogConfig": {"Type": "json-file", "Config": {
+                "max-size": str(cfg.log_options.max_size),
+                "max-file": str(cfg.log_options.max_file)}},
+            "Ulimits": [{"Name": u.name, "Soft": u.soft, "Hard": u.hard} for u in cfg.ulimits],
+            "CgroupParent": st.cgroup.rsplit("/", 1)[0] if st.cgroup else "tuibox",
+        },
+        "GraphDriver": {"Name": "overlay", "Data": {
+            "LowerDir": ":".join(reversed(cfg.layer_dirs)),
+            "UpperDir": str(directory / "upper"),
+            "WorkDir": str(directory / "work"),
+        }},
+        "Config": {
+            "Hostname": cfg.hostname,
+            "User": cfg.process.user,
+            "Env": cfg.process.env,
+            "Cmd": cfg.cmd,
+            "Entrypoint": cfg.entrypoint,
+            "Image": cfg.image,
+            "WorkingDir": cfg.process.cwd,
+            "Labels": cfg.labels,
+            "StopSignal": cfg.stop_signal,
+            "StopTimeout": cfg.stop_timeout,
+            "Tty": cfg.process.tty,
+            "OpenStdin": cfg.process.open_stdin,
+        },
+    }

@@ -1,0 +1,203 @@
+"""Pydantic records: everything that touches disk or crosses a process boundary.
+
+Field names follow Docker's JSON where a record is shown to users (``inspect``), and
+snake_case where it is private to tuibox.  Every on-disk record has ``schema_version``.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+ZERO_TIME = datetime(1, 1, 1, tzinfo=UTC)
+
+SCHEMA_VERSION = 1
+
+
+class Record(BaseModel):
+    """Base of all records: unknown keys are ignored so old engines read newer records."""
+
+    model_config = ConfigDict(extra="ignore", populate_by_name=True)
+
+
+# ---------------------------------------------------------------------------------------
+# images
+
+
+class ImageConfig(Record):
+    """The runtime part of an OCI image config (``config.config``), Docker's key names."""
+
+    User: str = ""
+    Env: list[str] = Field(default_factory=list)
+    Entrypoint: list[str] | None = None
+    Cmd: list[str] | None = None
+    WorkingDir: str = ""
+    Labels: dict[str, str] | None = None
+    StopSignal: str = ""
+    ExposedPorts: dict[str, dict[str, object]] | None = None
+    Volumes: dict[str, dict[str, object]] | None = None
+
+
+class ImageRecord(Record):
+    """One image in the local store (``images/images/<id-hex>.json``)."""
+
+    schema_version: int = SCHEMA_VERSION
+    id: str  # "sha256:<hex>" of the config blob
+    repo_tags: list[str] = Field(default_factory=list)  # "busybox:latest" (familiar form)
+    repo_digests: list[str] = Field(default_factory=list)
+    created: datetime = ZERO_TIME
+    architecture: str = "amd64"
+    os: str = "linux"
+    config: ImageConfig = Field(default_factory=ImageConfig)
+    diff_ids: list[str] = Field(default_factory=list)  # bottom to top
+    chain_ids: list[str] = Field(default_factory=list)  # bottom to top; layer dir keys
+    size: int = 0  # unpacked bytes, as `docker images` shows
+
+
+# ---------------------------------------------------------------------------------------
+# containers
+
+
+class RestartPolicy(Record):
+    name: Literal["no", "on-failure", "always", "unless-stopped"] = "no"
+    maximum_retry_count: int = 0
+
+
+class LogOptions(Record):
+    """json-file options; sizes in bytes, decimal units like Docker's ``10m``."""
+
+    max_size: int = -1
+    max_file: int = 1
+
+
+class Ulimit(Record):
+    name: str  # "nofile"
+    soft: int
+    hard: int
+
+
+class ProcessSpec(Record):
+    """What runs as PID 1, resolved from the image config and the user's flags."""
+
+    args: list[str]
+    env: list[str]
+    cwd: str = "/"
+    user: str = ""  # as given; resolved inside the container's /etc/passwd at start
+    tty: bool = False
+    open_stdin: bool = False
+
+
+class ContainerConfig(Record):
+    """What the user asked for; written once at create (``containers/<id>/config.json``)."""
+
+    schema_version: int = SCHEMA_VERSION
+    id: str
+    name: str
+    created: datetime
+    image: str  # the reference the user gave
+    image_id: str
+    process: ProcessSpec
+    entrypoint: list[str] | None = None  # user --entrypoint, for inspect
+    cmd: list[str] | None = None  # user command, for inspect
+    hostname: str
+    labels: dict[str, str] = Field(default_factory=dict)
+    restart_policy: RestartPolicy = Field(default_factory=RestartPolicy)
+    auto_remove: bool = False
+    stop_signal: str = "SIGTERM"
+    stop_timeout: int | None = None
+    network_mode: str = "none"
+    log_options: LogOptions = Field(default_factory=LogOptions)
+    ulimits: list[Ulimit] = Field(default_factory=list)
+    layer_dirs: list[str] = Field(default_factory=list)  # bottom to top
+    read_only: bool = False
+
+
+Status = Literal["created", "running", "paused", "restarting", "removing", "exited", "dead"]
+
+
+class ContainerState(Record):
+    """Mutable runtime state (``containers/<id>/state.json``); the supervisor owns it."""
+
+    schema_version: int = SCHEMA_VERSION
+    running: bool = False
+    paused: bool = False
+    restarting: bool = False
+    oom_killed: bool = False
+    dead: bool = False
+    removing: bool = False
+    pid: int = 0
+    pid_start: int = 0  # /proc/<pid>/stat starttime: tells a reused pid from ours
+    exit_code: int = 0
+    error: str = ""
+    started_at: datetime = ZERO_TIME
+    finished_at: datetime = ZERO_TIME
+    restart_count: int = 0
+    manually_stopped: bool = False
+    cgroup: str = ""  # relative cgroup path, e.g. "tuibox/<id>"
+
+    @property
+    def status(self) -> Status:
+        """Docker's derivation (moby ``state.go``)."""
+        if self.running:
+            if self.paused:
+                return "paused"
+            if self.restarting:
+                return "restarting"
+            return "running"
+        if self.removing:
+            return "removing"
+        if self.dead:
+            return "dead"
+        if self.started_at == ZERO_TIME:
+            return "created"
+        return "exited"
+
+
+class Container(BaseModel):
+    """A container as listed: its config and its state, read together."""
+
+    config: ContainerConfig
+    state: ContainerState
+
+    @property
+    def id(self) -> str:
+        return self.config.id
+
+    @property
+    def name(self) -> str:
+        return self.config.name
+
+
+class Event(Record):
+    """One line of ``events.jsonl``."""
+
+    time: datetime
+    type: Literal["container", "image"] = "container"
+    action: str  # create start die stop kill restart destroy oom pause unpause …
+    id: str
+    name: str = ""
+    attributes: dict[str, str] = Field(default_factory=dict)
+
+
+class RunOptions(Record):
+    """A ``create``/``run`` request as the CLI and the dashboard's Run dialog build it."""
+
+    image: str
+    command: list[str] = Field(default_factory=list)
+    entrypoint: list[str] | None = None  # [""] clears the image's entrypoint
+    name: str | None = None
+    env: list[str] = Field(default_factory=list)
+    workdir: str | None = None
+    user: str | None = None
+    hostname: str | None = None
+    restart: str = "no"
+    stop_signal: str | None = None
+    stop_timeout: int | None = None
+    labels: dict[str, str] = Field(default_factory=dict)
+    auto_remove: bool = False
+    network: str = "none"
+    log_opts: dict[str, str] = Field(default_factory=dict)
+    ulimits: list[str] = Field(default_factory=list)
+    read_only: bool = False

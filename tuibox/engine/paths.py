@@ -1,0 +1,79 @@
+"""Where a state root keeps things (DESIGN §2).  One object, no I/O beyond ``ensure``."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+DEFAULT_ROOT = Path("/var/lib/tuibox")
+RUNTIME_BASE = Path("/run/tuibox")
+
+
+def default_root() -> Path:
+    """``--root`` beats ``TUIBOX_ROOT`` beats ``/var/lib/tuibox``; the caller applies --root."""
+    env = os.environ.get("TUIBOX_ROOT")
+    return Path(env) if env else DEFAULT_ROOT
+
+
+@dataclass(frozen=True)
+class StatePaths:
+    """The layout of one state root and its runtime directory."""
+
+    root: Path
+
+    @property
+    def run(self) -> Path:
+        """Runtime files (sockets, pid files) live on tmpfs, keyed by the root's path."""
+        key = hashlib.sha256(str(self.root.resolve()).encode()).hexdigest()[:12]
+        return RUNTIME_BASE / key
+
+    @property
+    def images(self) -> Path:
+        return self.root / "images"
+
+    @property
+    def layers(self) -> Path:
+        return self.root / "layers"
+
+    @property
+    def containers(self) -> Path:
+        return self.root / "containers"
+
+    @property
+    def names(self) -> Path:
+        return self.root / "names"
+
+    @property
+    def tmp(self) -> Path:
+        return self.root / "tmp"
+
+    @property
+    def events(self) -> Path:
+        return self.root / "events.jsonl"
+
+    @property
+    def supervisor_socket(self) -> Path:
+        return self.run / "supervisor.sock"
+
+    @property
+    def supervisor_pidfile(self) -> Path:
+        return self.run / "supervisor.pid"
+
+    @property
+    def keeper_pidfile(self) -> Path:
+        return self.run / "keeper.pid"
+
+    @property
+    def supervisor_log(self) -> Path:
+        return self.root / "supervisor.log"
+
+    def container_dir(self, cid: str) -> Path:
+        return self.containers / cid
+
+    def ensure(self) -> None:
+        for d in (self.root, self.images, self.layers, self.containers, self.names, self.tmp,
+                  self.run):
+            d.mkdir(parents=True, exist_ok=True)
+        os.chmod(self.root, 0o711)

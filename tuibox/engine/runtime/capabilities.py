@@ -1,0 +1,43 @@
+"""Docker's default capability set, and dropping to it."""
+
+from __future__ import annotations
+
+from . import _libc
+
+# The 14 capabilities Docker grants by default (moby daemon/pkg/oci/caps/defaults.go).
+DEFAULT_CAPS: dict[str, int] = {
+    "CAP_CHOWN": 0,
+    "CAP_DAC_OVERRIDE": 1,
+    "CAP_FOWNER": 3,
+    "CAP_FSETID": 4,
+    "CAP_KILL": 5,
+    "CAP_SETGID": 6,
+    "CAP_SETUID": 7,
+    "CAP_SETPCAP": 8,
+    "CAP_NET_BIND_SERVICE": 10,
+    "CAP_NET_RAW": 13,
+    "CAP_SYS_CHROOT": 18,
+    "CAP_MKNOD": 27,
+    "CAP_AUDIT_WRITE": 29,
+    "CAP_SETFCAP": 31,
+}
+
+DEFAULT_MASK = sum(1 << bit for bit in DEFAULT_CAPS.values())  # 0xa80425fb
+
+
+def drop_bounding_set(keep: int) -> None:
+    """Remove every capability not in ``keep`` from the bounding set."""
+    for cap in range(_libc.last_cap() + 1):
+        if not keep & (1 << cap):
+            _libc.prctl(_libc.PR_CAPBSET_DROP, cap)
+
+
+def apply(keep: int, *, is_root: bool) -> None:
+    """Set effective/permitted to ``keep`` (empty for a non-root user), clear the rest.
+
+    Inheritable and ambient stay empty (CVE-2022-24769), so a non-root user ends with no
+    effective capabilities after ``execve``, exactly as under Docker.
+    """
+    mask = keep if is_root else 0
+    _libc.capset(mask, mask, 0)
+    _libc.prctl(_libc.PR_CAP_AMBIENT, _libc.PR_CAP_AMBIENT_CLEAR_ALL)

@@ -1,0 +1,328 @@
+"""The container's PID 1 side: everything between the second fork and ``execve``.
+
+Runs in a freshly forked, single-threaded child that is already inside new
+mount/uts/ipc/pid/cgroup (and maybe net) namespaces.  Every step is named; a failure is
+written as one JSON line to the exec-error pipe, which the supervisor turns into a
+``SetupError``.  A successful ``execve`` closes that pipe (it is close-on-exec), which is
+how the supervisor learns the start worked.
+"""
+
+from __future__ import annotations
+
+import errno
+import fcntl
+import json
+import os
+import resource
+import socket
+import stat
+import struct
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import NoReturn
+
+from . import _libc, capabilities
+from .users import resolve_user
+
+# Docker's masked and read-only /proc and /sys paths (moby daemon/pkg/oci/defaults.go).
+MASKED_PATHS = (
+    "/proc/acpi", "/proc/asound", "/proc/interrupts", "/proc/kcore", "/proc/keys",
+    "/proc/latency_stats", "/proc/sched_debug", "/proc/scsi", "/proc/timer_list",
+    "/proc/timer_stats", "/sys/devices/virtual/powercap", "/sys/firmware",
+)
+READONLY_PATHS = ("/proc/bus", "/proc/fs", "/proc/irq", "/proc/sys", "/proc/sysrq-trigger")
+
+# (name, major, minor): Docker's default device nodes, all 0666 root:root.
+DEVICES = (("null", 1, 3), ("zero", 1, 5), ("full", 1, 7), ("random", 1, 8),
+           ("urandom", 1, 9), ("tty", 5, 0))
+DEV_LINKS = (("fd", "/proc/self/fd"), ("stdin", "/proc/self/fd/0"),
+             ("stdout", "/proc/self/fd/1"), ("stderr", "/proc/self/fd/2"),
+             ("ptmx", "pts/ptmx"), ("core", "/proc/kcore"))
+
+NOSUID, NODEV, NOEXEC = _libc.MS_NOSUID, _libc.MS_NODEV, _libc.MS_NOEXEC
+
+RLIMITS = {
+    "core": resource.RLIMIT_CORE, "cpu": resource.RLIMIT_CPU, "data": resource.RLIMIT_DATA,
+    "fsize": resource.RLIMIT_FSIZE, "locks": 10,
+    "memlock": resource.RLIMIT_MEMLOCK, "msgqueue": resource.RLIMIT_MSGQUEUE,
+    "nice": resource.RLIMIT_NICE, "nofile": resource.RLIMIT_NOFILE,
+    "nproc": resource.RLIMIT_NPROC, "rss": resource.RLIMIT_RSS,
+    "rtprio": resource.RLIMIT_RTPRIO, "rttime": resource.RLIMIT_RTTIME,
+    "sigpending": resource.RLIMIT_SIGPENDING, "stack": resource.RLIMIT_STACK,
+    "as": resource.RLIMIT_AS,
+}
+
+
+@dataclass
+class InitPlan:
+    """Everything PID 1 needs, computed by the supervisor before forking."""
+
+    container_dir: Path
+    layer_dirs: list[str]  # bottom to top
+    args: list[str]
+    env: list[str]
+    cwd: str
+    user: str
+    hostname: str
+    new_net: bool
+    read_only: bool = False
+    ulimits: list[tuple[str, int, int]] = field(default_factory=list)
+    cgroup_binds: list[tuple[str, str]] = field(default_factory=list)  # (name, host dir)
+    cap_mask: int = capabilities.DEFAULT_MASK
+    cgroup_version: int = 1
+
+
+class StepFailed(Exception):
+    def __init__(self, stage: str, err: int, detail: str, exit_code: int = 125) -> None:
+        super().__init__(detail)
+        self.stage, self.err, self.detail, self.exit_code = stage, err, detail, exit_code
+
+
+def _step(stage: str, fn: Callable[[], None]) -> None:
+    try:
+        fn()
+    except StepFailed:
+        raise
+    except OSError as exc:
+        raise StepFailed(stage, exc.errno or 0, str(exc)) from exc
+    except (LookupError, ValueError) as exc:
+        raise StepFailed(stage, 0, str(exc)) from exc
+
+
+def _mount_overlay(plan: InitPlan, rootfs: Path) -> None:
+    # Relative lower paths (after chdir into the layers dir) keep the option string short:
+    # it must fit in one page (overlay2 does the same).
+    layers = [Path(p) for p in plan.layer_dirs]
+    base = layers[0].parent.parent if layers else rootfs
+    os.chdir(base)
+    lower = ":".join(os.path.relpath(p, base) for p in reversed(layers))
+    upper = plan.container_dir / "upper"
+    work = plan.container_dir / "work"
+    data = f"index=off,lowerdir={lower},upperdir={upper},workdir={work}"
+    if len(data) >= os.sysconf("SC_PAGE_SIZE") - 1:
+        raise StepFailed("mount rootfs", errno.E2BIG, f"too many layers ({len(layers)})")
+    _libc.mount("overlay", str(rootfs), "overlay", 0, data)
+
+
+def _make_dir(path: Path, mode: int = 0o755) -> None:
+    try:
+        st = os.lstat(path)
+    except FileNotFoundError:
+        path.mkdir(mode=mode, parents=True, exist_ok=True)
+        return
+    if not stat.S_ISDIR(st.st_mode):
+        raise StepFailed("mounts", errno.ENOTDIR, f"{path} is not a directory in the image")
+
+
+def _mount_proc(rootfs: Path) -> None:
+    _make_dir(rootfs / "proc")
+    _libc.mount("proc", str(rootfs / "proc"), "proc", NOSUID | NOEXEC | NODEV)
+
+
+def _mount_dev(rootfs: Path) -> None:
+    dev = rootfs / "dev"
+    _make_dir(dev)
+    _libc.mount("tmpfs", str(dev), "tmpfs", NOSUID | _libc.MS_STRICTATIME,
+                "mode=755,size=65536k")
+    old_umask = os.umask(0)
+    try:
+        for name, major, minor in DEVICES:
+            os.mknod(dev / name, 0o666 | stat.S_IFCHR, os.makedev(major, minor))
+    finally:
+        os.umask(old_umask)
+    for name, target in DEV_LINKS:
+        os.symlink(target, dev / name)
+    for sub in ("pts", "shm", "mqueue"):
+        (dev / sub).mkdir()
+    _libc.mount("devpts", str(dev / "pts"), "devpts", NOSUID | NOEXEC,
+                "newinstance,ptmxmode=0666,mode=0620,gid=5")
+    _libc.mount("shm", str(dev / "shm"), "tmpfs", NOSUID | NOEXEC | NODEV,
+                "mode=1777,size=67108864")
+    _libc.mount("mqueue", str(dev / "mqueue"), "mqueue", NOSUID | NOEXEC | NODEV)
+
+
+def _mount_sys(plan: InitPlan, rootfs: Path) -> None:
+    sys_dir = rootfs / "sys"
+    _make_dir(sys_dir)
+    ro = _libc.MS_RDONLY | NOSUID | NOEXEC | NODEV
+    if plan.new_net:
+        _libc.mount("sysfs", str(sys_dir), "sysfs", ro)
+    else:
+        # A sysfs mount shows the mounter's netns; with the host's netns bind the host's.
+        _libc.mount("/sys", str(sys_dir), None, _libc.MS_BIND | _libc.MS_REC)
+        _libc.mount(None, str(sys_dir), None, _libc.MS_REMOUNT | _libc.MS_BIND | ro)
+    cg = sys_dir / "fs/cgroup"
+    if not cg.is_dir():
+        return
+    if plan.cgroup_version == 2:
+        # Inside its cgroup namespace a fresh cgroup2 mount shows only the container's tree.
+        _libc.mount("cgroup2", str(cg), "cgroup2", ro)
+        return
+    # cgroup v1: a tmpfs with the container's own cgroup dir bound read-only per
+    # controller (what runc does without a cgroup namespace view).
+    _libc.mount("tmpfs", str(cg), "tmpfs", NOSUID | NOEXEC | NODEV, "mode=755")
+    for name, host_dir in plan.cgroup_binds:
+        target = cg / name
+        target.mkdir()
+        _libc.mount(host_dir, str(target), None, _libc.MS_BIND)
+        _libc.mount(None, str(target), None, _libc.MS_REMOUNT | _libc.MS_BIND | ro)
+    _libc.mount(None, str(cg), None, _libc.MS_REMOUNT | ro)
+
+
+def _bind_file(src: Path, target: Path) -> None:
+    if not target.exists() and not target.is_symlink():
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.touch()
+    elif target.is_symlink():
+        # Never follow a symlink from the image onto the host: replace it in the upper dir.
+        target.unlink()
+        target.touch()
+    _libc.mount(str(src), str(target), None, _libc.MS_BIND)
+
+
+def _pivot(rootfs: Path) -> None:
+    os.chdir(rootfs)
+    _libc.pivot_root(".", ".")
+    # The old root is now stacked under "."; detach it so the host is out of reach.
+    _libc.mount(None, ".", None, _libc.MS_SLAVE | _libc.MS_REC)
+    _libc.umount2(".", _libc.MNT_DETACH)
+    os.chdir("/")
+
+
+def _mask_and_protect() -> None:
+    for path in MASKED_PATHS:
+        try:
+            st = os.lstat(path)
+        except FileNotFoundError:
+            continue
+        if stat.S_ISDIR(st.st_mode):
+            _libc.mount("tmpfs", path, "tmpfs", _libc.MS_RDONLY, "nr_blocks=1,nr_inodes=1")
+        else:
+            _libc.mount("/dev/null", path, None, _libc.MS_BIND)
+    for path in READONLY_PATHS:
+        if not os.path.lexists(path):
+            continue
+        _libc.mount(path, path, None, _libc.MS_BIND | _libc.MS_REC)
+        _libc.mount(None, path, None,
+                    _libc.MS_BIND | _libc.MS_REMOUNT | _libc.MS_RDONLY | NOSUID | NODEV | NOEXEC)
+
+
+def _loopback_up() -> None:
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        ifr = struct.pack("16sH14x", b"lo", 0x1 | 0x8 | 0x40)  # IFF_UP|LOOPBACK|RUNNING
+        fcntl.ioctl(s.fileno(), 0x8914, ifr)  # SIOCSIFFLAGS
+
+
+def _set_rlimits(plan: InitPlan) -> None:
+    for name, soft, hard in plan.ulimits:
+        resource.setrlimit(RLIMITS[name], (soft, hard))
+
+
+def _lookup(argv0: str, env: list[str]) -> str:
+    """Find the command in the container's PATH; 127 if absent, 126 if not executable."""
+    if "/" in argv0:
+        candidates = [argv0]
+    else:
+        path = next((e[5:] for e in env if e.startswith("PATH=")), "/usr/bin:/bin")
+        candidates = [os.path.join(d or ".", argv0) for d in path.split(":")]
+    found_not_exec = ""
+    for cand in candidates:
+        if os.path.isfile(cand):
+            if os.access(cand, os.X_OK):
+                return cand
+            found_not_exec = cand
+    if found_not_exec:
+        raise StepFailed("exec", errno.EACCES,
+                         f'exec: "{argv0}": permission denied', exit_code=126)
+    if os.path.isdir(argv0):
+        raise StepFailed("exec", errno.EISDIR, f'exec: "{argv0}": is a directory',
+                         exit_code=126)
+    where = "no such file or directory" if "/" in argv0 else "executable file not found in $PATH"
+    raise StepFailed("exec", errno.ENOENT, f'exec: "{argv0}": {where}', exit_code=127)
+
+
+def container_init(plan: InitPlan, err_fd: int) -> NoReturn:
+    """Set up the container from inside its namespaces and exec the command."""
+    try:
+        _run(plan, err_fd)
+    except StepFailed as exc:
+        report = {"stage": exc.stage, "errno": exc.err, "detail": exc.detail,
+                  "exit_code": exc.exit_code}
+    except BaseException as exc:  # anything else is still one clear error, never a hang
+        report = {"stage": "init", "errno": 0, "detail": repr(exc), "exit_code": 125}
+    try:
+        os.write(err_fd, json.dumps(report).encode())
+    finally:
+        os._exit(int(report["exit_code"]))  # type: ignore[call-overload]
+
+
+def _run(plan: InitPlan, err_fd: int) -> None:
+    rootfs = plan.container_dir / "rootfs"
+    _step("mount propagation",
+          lambda: _libc.mount(None, "/", None, _libc.MS_REC | _libc.MS_PRIVATE))
+    _step("mount rootfs", lambda: _mount_overlay(plan, rootfs))
+    _step("mount /proc", lambda: _mount_proc(rootfs))
+    _step("mount /dev", lambda: _mount_dev(rootfs))
+    _step("mount /sys", lambda: _mount_sys(plan, rootfs))
+    for name in ("hostname", "hosts", "resolv.conf"):
+        _step(f"mount /etc/{name}",
+              lambda name=name: _bind_file(plan.container_dir / name, rootfs / "etc" / name))
+    _step("pivot_root", lambda: _pivot(rootfs))
+    _step("mask paths", _mask_and_protect)
+    if plan.read_only:
+        _step("read-only rootfs", lambda: _libc.mount(
+            None, "/", None, _libc.MS_REMOUNT | _libc.MS_BIND | _libc.MS_RDONLY))
+    _step("hostname", lambda: _libc.sethostname(plan.hostname))
+    if plan.new_net:
+        _step("loopback", _loopback_up)
+    _step("rlimits", lambda: _set_rlimits(plan))
+
+    env = list(plan.env)
+    user = None
+
+    def _user() -> None:
+        nonlocal user
+        user = resolve_user(plan.user)
+        if not any(e.startswith("HOME=") for e in env):
+            env.append(f"HOME={user.home}")
+
+    _step("user", _user)
+    assert user is not None
+    resolved = user
+
+    def _cwd() -> None:
+        os.makedirs(plan.cwd, exist_ok=True)
+        os.chdir(plan.cwd)
+
+    _step("chdir", _cwd)
+    path = ""
+
+    def _find() -> None:
+        nonlocal path
+        path = _lookup(plan.args[0], env)
+
+    _step("exec", _find)
+    os.umask(0o022)
+
+    def _identity() -> None:
+        capabilities.drop_bounding_set(plan.cap_mask)
+        _libc.prctl(_libc.PR_SET_KEEPCAPS, 1)
+        os.setgroups(resolved.groups)
+        os.setresgid(resolved.gid, resolved.gid, resolved.gid)
+        os.setresuid(resolved.uid, resolved.uid, resolved.uid)
+        _libc.prctl(_libc.PR_SET_KEEPCAPS, 0)
+        capabilities.apply(plan.cap_mask, is_root=resolved.uid == 0)
+        _libc.prctl(_libc.PR_SET_NO_NEW_PRIVS, 1)
+
+    _step("capabilities", _identity)
+    # Nothing of the supervisor's may leak into the container (CVE-2024-21626 class).
+    os.closerange(3, err_fd)
+    os.closerange(err_fd + 1, 65536)
+    try:
+        os.execve(path, plan.args, dict(e.split("=", 1) if "=" in e else (e, "")
+                                          for e in env))
+    except OSError as exc:
+        code = 126 if exc.errno in (errno.EACCES, errno.ENOEXEC, errno.EISDIR) else 127
+        raise StepFailed("exec", exc.errno or 0, f'exec: "{plan.args[0]}": {exc.strerror}',
+                         exit_code=code) from exc

@@ -1,0 +1,155 @@
+"""The supervisor's side of starting a container: fork, cgroup, namespaces, fork, exec.
+
+Order (runc's, in Python): fork C1 → parent puts C1 in the cgroup while C1 waits on a
+sync socket → C1 unshares the namespaces and forks C2, PID 1 of the new pid namespace →
+C2 runs ``init.container_init`` → ``execve``.  C2 is re-parented to the supervisor (a
+child subreaper) when C1 exits.  The exec-error pipe reports a failed step, or closes on
+a successful ``execve``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import json
+import os
+import select
+import signal
+import socket
+from dataclasses import dataclass
+from pathlib import Path
+
+from ..errors import SetupError
+from . import _libc
+from .init import InitPlan, container_init
+
+F_SETPIPE_SZ = 1031
+PIPE_SIZE = 1 << 20  # a 1 MiB pipe rides out a busy or restarting supervisor
+SETUP_TIMEOUT = 30.0
+
+BASE_NAMESPACES = (_libc.CLONE_NEWNS | _libc.CLONE_NEWUTS | _libc.CLONE_NEWIPC
+                   | _libc.CLONE_NEWPID | _libc.CLONE_NEWCGROUP)
+
+
+@dataclass(frozen=True)
+class Spawned:
+    pid: int  # host pid of the container's PID 1
+    stdout: int  # read ends, non-blocking
+    stderr: int
+
+
+def _reset_signals() -> None:
+    # The supervisor ignores SIGPIPE (Python's default) and routes SIGCHLD to a wakeup fd;
+    # a container must start with every disposition at its default and nothing blocked.
+    signal.set_wakeup_fd(-1)
+    for sig in range(1, signal.NSIG):
+        with contextlib.suppress(OSError, ValueError, RuntimeError):
+            signal.signal(sig, signal.SIG_DFL)
+    signal.pthread_sigmask(signal.SIG_SETMASK, [])
+
+
+def _first_child(plan: InitPlan, flags: int, sync: socket.socket, out_w: int, err_w: int,
+                 exec_w: int) -> None:
+    """C1: wait until the parent placed us in the cgroup, unshare, fork PID 1."""
+    stage = "stdio"
+    try:
+        _reset_signals()
+        devnull = os.open("/dev/null", os.O_RDONLY)
+        os.dup2(devnull, 0)
+        os.dup2(out_w, 1)
+        os.dup2(err_w, 2)
+        os.setsid()
+        stage = "cgroup"
+        if sync.recv(16) != b"go":
+            os._exit(125)
+        stage = "namespaces"
+        _libc.unshare(flags)
+        stage = "fork"
+        pid = os.fork()
+        if pid == 0:
+            container_init(plan, exec_w)
+        sync.send(str(pid).encode())
+        os._exit(0)
+    except BaseException as exc:
+        with contextlib.suppress(OSError):
+            os.write(exec_w, json.dumps({"stage": stage, "errno": getattr(exc, "errno", 0) or 0,
+                                         "detail": str(exc), "exit_code": 125}).encode())
+        os._exit(125)
+
+
+def _pipe() -> tuple[int, int]:
+    r, w = os.pipe2(os.O_CLOEXEC)
+    with contextlib.suppress(OSError):
+        fcntl.fcntl(r, F_SETPIPE_SZ, PIPE_SIZE)
+    return r, w
+
+
+def _read_report(fd: int) -> bytes:
+    chunks = []
+    while True:
+        ready, _, _ = select.select([fd], [], [], SETUP_TIMEOUT)
+        if not ready:
+            raise TimeoutError
+        chunk = os.read(fd, 65536)
+        if not chunk:
+            return b"".join(chunks)
+        chunks.append(chunk)
+
+
+def spawn(plan: InitPlan, *, cgroup_procs: list[Path]) -> Spawned:
+    """Start the container described by ``plan``; raise ``SetupError`` naming the step."""
+    flags = BASE_NAMESPACES | (_libc.CLONE_NEWNET if plan.new_net else 0)
+    out_r, out_w = _pipe()
+    err_r, err_w = _pipe()
+    exec_r, exec_w = os.pipe2(os.O_CLOEXEC)
+    parent_sync, child_sync = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+    c1 = os.fork()
+    if c1 == 0:
+        parent_sync.close()
+        for fd in (out_r, err_r, exec_r):
+            os.close(fd)
+        _first_child(plan, flags, child_sync, out_w, err_w, exec_w)
+    child_sync.close()
+    for fd in (out_w, err_w, exec_w):
+        os.close(fd)
+    pid = 0
+    try:
+        try:
+            for procs in cgroup_procs:
+                procs.write_text(str(c1))
+        except OSError as exc:
+            raise SetupError("cgroup", f"cannot join {procs}: {exc.strerror}",
+                             errno=exc.errno or 0) from exc
+        parent_sync.send(b"go")
+        raw = parent_sync.recv(32)
+        pid = int(raw) if raw else 0
+        os.waitpid(c1, 0)
+        try:
+            report = _read_report(exec_r)
+        except TimeoutError:
+            if pid:
+                os.kill(pid, signal.SIGKILL)
+            raise SetupError("init", f"container set-up took over {SETUP_TIMEOUT:.0f}s") from None
+        if report:
+            info = json.loads(report)
+            if pid:
+                with contextlib.suppress(ChildProcessError):
+                    os.waitpid(pid, 0)
+            raise SetupError(info["stage"], info["detail"], errno=info["errno"],
+                             exit_code=info["exit_code"])
+        if not pid:
+            raise SetupError("fork", "the namespace helper exited without starting PID 1")
+    except BaseException:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(c1, signal.SIGKILL)
+        with contextlib.suppress(ChildProcessError):
+            os.waitpid(c1, 0)
+        os.close(out_r)
+        os.close(err_r)
+        raise
+    finally:
+        os.close(exec_r)
+        parent_sync.close()
+    os.set_blocking(out_r, False)
+    os.set_blocking(err_r, False)
+    return Spawned(pid=pid, stdout=out_r, stderr=err_r)

@@ -1,0 +1,62 @@
+"""``python -m tuibox.engine.supervisor --root R``: start the keeper and supervisor.
+
+The caller (the engine's client) holds a start lock and waits for this process to exit;
+by then the listening socket is bound, so the first connect succeeds and queues.  Only
+the stdlib is imported before the fork, so the long-lived keeper stays small.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import sys
+from pathlib import Path
+
+
+def _run_supervisor(root: str) -> object:
+    def run(listen_fd: int, ctl_fd: int) -> None:
+        from .server import run as serve
+
+        serve(root, listen_fd, ctl_fd)
+
+    return run
+
+
+def main(argv: list[str]) -> int:
+    if len(argv) != 2 or argv[0] != "--root":
+        print("usage: python -m tuibox.engine.supervisor --root DIR", file=sys.stderr)
+        return 2
+    root = argv[1]
+    from ..paths import StatePaths
+
+    paths = StatePaths(Path(root))
+    paths.run.mkdir(parents=True, exist_ok=True)
+    sock_path = paths.supervisor_socket
+    try:
+        sock_path.unlink()
+    except FileNotFoundError:
+        pass
+    listen = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    listen.bind(str(sock_path))
+    os.chmod(sock_path, 0o600)
+    listen.listen(512)
+    if os.fork() > 0:
+        os._exit(0)  # the caller waits for this; the keeper lives on, orphaned
+    os.setsid()
+    log_fd = os.open(paths.supervisor_log, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o640)
+    null = os.open(os.devnull, os.O_RDONLY)
+    os.dup2(null, 0)
+    os.dup2(log_fd, 1)
+    os.dup2(log_fd, 2)
+    os.close(null)
+    os.close(log_fd)
+    os.chdir("/")
+    paths.keeper_pidfile.write_text(f"{os.getpid()}\n")
+    from . import keeper
+
+    keeper.main(listen.fileno(), _run_supervisor(root))  # type: ignore[arg-type]
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

@@ -1,0 +1,148 @@
+"""The engine's side of the supervisor socket: start it on demand, send requests."""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import os
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from typing import Any
+
+from ..errors import SetupError, SupervisorError, TuiboxError
+from ..paths import StatePaths
+from . import protocol
+
+START_TIMEOUT = 10.0
+
+
+class Connection:
+    """One request/response exchange (or an attached stream) with the supervisor."""
+
+    def __init__(self, sock: socket.socket) -> None:
+        self.sock = sock
+        self.reader = protocol.FrameReader()
+        self.pending: list[tuple[int, bytes]] = []
+
+    def send(self, message: dict[str, Any]) -> None:
+        self.sock.sendall(protocol.encode_json(message))
+
+    def frames(self) -> Iterator[tuple[int, bytes]]:
+        while True:
+            frame = protocol.recv_frame(self.sock, self.reader, self.pending)
+            if frame is None:
+                return
+            yield frame
+
+    def reply(self) -> dict[str, Any]:
+        import json
+
+        for kind, payload in self.frames():
+            if kind == protocol.KIND_JSON:
+                message: dict[str, Any] = json.loads(payload)
+                check(message)
+                return message
+        raise SupervisorError("the supervisor closed the connection without replying")
+
+    def close(self) -> None:
+        self.sock.close()
+
+
+def check(message: dict[str, Any]) -> None:
+    """Turn an error reply into the engine's exception."""
+    if "error" not in message:
+        return
+    if "stage" in message:
+        detail = message["error"]
+        prefix = f"container setup failed at {message['stage']}: "
+        raise SetupError(message["stage"], detail.removeprefix(prefix),
+                         exit_code=message.get("exit_code", 125))
+    err = TuiboxError(message["error"])
+    err.exit_code = message.get("exit_code", 125)
+    raise err
+
+
+class SupervisorClient:
+    def __init__(self, paths: StatePaths) -> None:
+        self.paths = paths
+
+    def connect(self) -> Connection:
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM | socket.SOCK_CLOEXEC)
+        try:
+            sock.connect(str(self.paths.supervisor_socket))
+            return Connection(sock)
+        except (FileNotFoundError, ConnectionRefusedError):
+            sock.close()
+        self._start()
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM | socket.SOCK_CLOEXEC)
+        try:
+            sock.connect(str(self.paths.supervisor_socket))
+        except OSError as exc:
+            sock.close()
+            raise SupervisorError(f"cannot reach the supervisor at "
+                                  f"{self.paths.supervisor_socket}: {exc.strerror}; see "
+                                  f"{self.paths.supervisor_log}") from exc
+        return Connection(sock)
+
+    def _start(self) -> None:
+        """Start keeper + supervisor unless another process just did (under a lock)."""
+        self.paths.ensure()
+        lock_fd = os.open(self.paths.run / "start.lock", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC,
+                          0o600)
+        try:
+            fcntl.flock(lock_fd, fcntl.LOCK_EX)
+            if self._alive():
+                return
+            proc = subprocess.run(
+                [sys.executable, "-m", "tuibox.engine.supervisor", "--root",
+                 str(self.paths.root)],
+                stdin=subprocess.DEVNULL, capture_output=True, timeout=START_TIMEOUT,
+                close_fds=True, check=False)
+            if proc.returncode != 0:
+                raise SupervisorError("cannot start the supervisor: "
+                                      + proc.stderr.decode(errors="replace").strip())
+        finally:
+            os.close(lock_fd)
+
+    def _alive(self) -> bool:
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM | socket.SOCK_CLOEXEC)
+        try:
+            sock.connect(str(self.paths.supervisor_socket))
+            return True
+        except OSError:
+            return False
+        finally:
+            sock.close()
+
+    def request(self, message: dict[str, Any]) -> dict[str, Any]:
+        conn = self.connect()
+        try:
+            conn.send(message)
+            return conn.reply()
+        finally:
+            conn.close()
+
+    def running(self) -> bool:
+        """Whether a supervisor answers, without starting one."""
+        return self._alive()
+
+    def shutdown(self, *, force: bool = False, timeout: float = 10.0) -> None:
+        """Stop the supervisor and keeper of this root (tests, uninstall)."""
+        if not self._alive():
+            return
+        keeper_pid = 0
+        with contextlib.suppress(OSError, ValueError):
+            keeper_pid = int(self.paths.keeper_pidfile.read_text())
+        self.request({"op": "shutdown", "force": force})
+        deadline = time.monotonic() + timeout
+        while keeper_pid and time.monotonic() < deadline:
+            try:
+                os.kill(keeper_pid, 0)
+            except ProcessLookupError:
+                break
+            time.sleep(0.01)
+        with contextlib.suppress(FileNotFoundError):
+            self.paths.supervisor_socket.unlink()

@@ -1,0 +1,148 @@
+"""The keeper: a tiny parent that outlives the supervisor.
+
+It is a child subreaper above the supervisor, so containers orphaned by a killed
+supervisor become its children: it reaps them and hands the exit statuses to the next
+supervisor.  It holds duplicates of every container's stdout/stderr read end (passed by
+``SCM_RIGHTS``), so a container never sees a closed pipe while no supervisor runs, and no
+byte is consumed meanwhile.  It restarts the supervisor at once when it dies.  Stdlib
+only, no state of its own on disk: small and hard to break.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import json
+import os
+import select
+import signal
+import socket
+import sys
+import time
+from collections.abc import Callable
+from typing import Any
+
+PR_SET_CHILD_SUBREAPER = 36
+MAX_FDS_PER_MESSAGE = 250
+
+
+def _send(ctl: socket.socket, message: dict[str, Any], fds: list[int] | None = None) -> None:
+    data = json.dumps(message).encode()
+    if fds:
+        socket.send_fds(ctl, [data], fds)
+    else:
+        ctl.send(data)
+
+
+class Keeper:
+    def __init__(self, listen: socket.socket, run_supervisor: Callable[[int, int], None]) -> None:
+        self.listen = listen
+        self.run_supervisor = run_supervisor
+        self.store: dict[str, tuple[list[str], list[int]]] = {}
+        self.exits: list[tuple[int, int]] = []
+        self.pid = 0
+        self.ctl: socket.socket | None = None
+        self.shutting_down = False
+        self.recent_starts: list[float] = []
+
+    def start_supervisor(self) -> None:
+        now = time.monotonic()
+        self.recent_starts = [t for t in self.recent_starts if now - t < 10] + [now]
+        if len(self.recent_starts) > 5:  # crash loop: slow down instead of spinning
+            time.sleep(2)
+        ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+        pid = os.fork()
+        if pid == 0:
+            ours.close()
+            for _, fds in self.store.values():
+                for fd in fds:
+                    os.close(fd)
+            try:
+                self.run_supervisor(self.listen.fileno(), theirs.fileno())
+            finally:
+                os._exit(0)
+        theirs.close()
+        self.pid, self.ctl = pid, ours
+        with contextlib.suppress(OSError):
+            for cid, (names, fds) in self.store.items():
+                _send(ours, {"op": "fds", "cid": cid, "streams": names}, fds)
+            for pid_, status in self.exits:
+                _send(ours, {"op": "exit", "pid": pid_, "status": status})
+            self.exits.clear()
+            _send(ours, {"op": "ready"})
+
+    def handle_ctl(self) -> None:
+        assert self.ctl is not None
+        try:
+            data, fds, _, _ = socket.recv_fds(self.ctl, 65536, MAX_FDS_PER_MESSAGE)
+        except OSError:
+            data, fds = b"", []
+        if not data:
+            self.ctl.close()
+            self.ctl = None  # the supervisor is gone; SIGCHLD tells us when to restart
+            return
+        msg = json.loads(data)
+        op = msg.get("op")
+        if op == "store":
+            self._drop(msg["cid"])
+            self.store[msg["cid"]] = (msg["streams"], fds)
+        elif op == "drop":
+            self._drop(msg["cid"])
+        elif op == "shutdown":
+            self.shutting_down = True
+
+    def _drop(self, cid: str) -> None:
+        _, fds = self.store.pop(cid, ([], []))
+        for fd in fds:
+            with contextlib.suppress(OSError):
+                os.close(fd)
+
+    def reap(self) -> bool:
+        """Collect dead children; False when the keeper should exit."""
+        while True:
+            try:
+                pid, status = os.waitpid(-1, os.WNOHANG)
+            except ChildProcessError:
+                return not self.shutting_down
+            if pid == 0:
+                return True
+            if pid == self.pid:
+                self.pid = 0
+                if self.ctl is not None:
+                    self.ctl.close()
+                    self.ctl = None
+                if self.shutting_down:
+                    return False
+                self.start_supervisor()
+            elif self.ctl is not None:
+                try:
+                    _send(self.ctl, {"op": "exit", "pid": pid, "status": status})
+                except OSError:
+                    self.exits.append((pid, status))
+            else:
+                self.exits.append((pid, status))
+
+    def loop(self) -> None:
+        wake_r, wake_w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
+        signal.set_wakeup_fd(wake_w)
+        signal.signal(signal.SIGCHLD, lambda *_: None)
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        self.start_supervisor()
+        while True:
+            watch = [wake_r] + ([self.ctl] if self.ctl is not None else [])
+            with contextlib.suppress(InterruptedError):
+                ready, _, _ = select.select(watch, [], [], 5.0)
+            if self.ctl is not None and self.ctl in ready:
+                self.handle_ctl()
+            with contextlib.suppress(BlockingIOError):
+                os.read(wake_r, 512)
+            if not self.reap():
+                return
+
+
+def main(listen_fd: int, run_supervisor: Callable[[int, int], None]) -> None:
+    libc = ctypes.CDLL(None, use_errno=True)
+    libc.prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0)
+    listen = socket.socket(fileno=listen_fd)
+    Keeper(listen, run_supervisor).loop()
+    sys.exit(0)

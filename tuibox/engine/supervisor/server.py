@@ -1,0 +1,663 @@
+"""The supervisor: one single-threaded event loop for every container of a state root.
+
+It forks containers (``runtime.spawn``), owns their stdout/stderr, writes their json-file
+logs, reaps their exits, applies restart policies, stops them on request and streams
+their output to attached clients.  It is the keeper's child; if it is killed the keeper
+starts another, which adopts the running containers from the keeper's fd store and the
+state records (see ``keeper.py``).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import gc
+import heapq
+import itertools
+import json
+import os
+import selectors
+import signal
+import socket
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from ..cgroups import detect_driver
+from ..containers import ContainerStore, now, write_etc_files
+from ..errors import RecordError, SetupError, TuiboxError
+from ..logs import LogWriter
+from ..models import ContainerConfig, ContainerState
+from ..paths import StatePaths
+from ..runtime.init import InitPlan
+from ..runtime.spawn import spawn
+from ..signals import parse_signal
+from . import protocol
+from .keeper import MAX_FDS_PER_MESSAGE
+
+# After PID 1 exits the pipes normally reach EOF at once (the pid namespace dies with it);
+# this bounds the wait for a straggler before the exit is recorded anyway.
+DRAIN_GRACE = 2.0
+DEFAULT_STOP_TIMEOUT = 10
+CLIENT_BUFFER_LIMIT = 64 << 20
+
+
+def cgroup_rel(cid: str) -> str:
+    return f"tuibox/{cid}"
+
+
+def pid_start_time(pid: int) -> int:
+    """Field 22 of /proc/<pid>/stat: with the pid, names one process over time."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            data = f.read()
+    except OSError:
+        return 0
+    return int(data.rsplit(b")", 1)[1].split()[19])
+
+
+def exit_code_of(status: int) -> int:
+    code = os.waitstatus_to_exitcode(status)
+    return 128 - code if code < 0 else code
+
+
+class Client:
+    """One connection: buffered, non-blocking writes so a slow reader never stalls us."""
+
+    def __init__(self, sock: socket.socket, server: Supervisor) -> None:
+        self.sock = sock
+        self.server = server
+        self.reader = protocol.FrameReader()
+        self.out = bytearray()
+        self.closed = False
+        self.close_when_flushed = False
+
+    def send(self, data: bytes) -> None:
+        if self.closed:
+            return
+        if len(self.out) > CLIENT_BUFFER_LIMIT:
+            self.close()  # a reader that stopped reading loses its attach, not our memory
+            return
+        self.out += data
+        self.flush()
+
+    def reply(self, message: dict[str, Any], *, last: bool = False) -> None:
+        self.send(protocol.encode_json(message))
+        if last:
+            self.close_when_flushed = True
+            if not self.out:
+                self.close()
+
+    def flush(self) -> None:
+        while self.out and not self.closed:
+            try:
+                sent = self.sock.send(self.out)
+            except BlockingIOError:
+                break
+            except OSError:
+                self.close()
+                return
+            del self.out[:sent]
+        if not self.closed:
+            events = selectors.EVENT_READ | (selectors.EVENT_WRITE if self.out else 0)
+            self.server.sel.modify(self.sock, events, self)
+            if not self.out and self.close_when_flushed:
+                self.close()
+
+    def close(self) -> None:
+        if self.closed:
+            return
+        self.closed = True
+        with contextlib.suppress(KeyError, ValueError):
+            self.server.sel.unregister(self.sock)
+        self.sock.close()
+
+
+@dataclass
+class Running:
+    """What the supervisor holds for a container that has (or had) a live PID 1."""
+
+    cid: str
+    pid: int
+    writer: LogWriter | None
+    fds: dict[str, int] = field(default_factory=dict)
+    status: int | None = None  # waitpid status once reaped
+    attached: list[Client] = field(default_factory=list)
+    started: float = field(default_factory=time.monotonic)
+    stop_timer: int = 0
+    finish_timer: int = 0
+    pidfd: int = -1  # adopted with no parent link: watch the pidfd instead
+
+
+class Supervisor:
+    def __init__(self, paths: StatePaths, listen: socket.socket, ctl: socket.socket) -> None:
+        self.paths = paths
+        self.store = ContainerStore(paths)
+        self.driver = detect_driver()
+        self.sel = selectors.DefaultSelector()
+        self.listen = listen
+        self.ctl = ctl
+        self.running: dict[str, Running] = {}
+        self.by_pid: dict[int, str] = {}
+        self.waiters: dict[str, list[Client]] = {}
+        self.timers: list[tuple[float, int, Callable[[], None]]] = []
+        self.cancelled: set[int] = set()
+        self.seq = itertools.count(1)
+        self.backoff: dict[str, float] = {}
+        self.restart_timers: dict[str, int] = {}
+        self.spool = paths.run / "spool"
+        self.stopping = False
+        self.wake_r, self.wake_w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
+
+    # ------------------------------------------------------------------ timers
+
+    def call_later(self, delay: float, fn: Callable[[], None]) -> int:
+        token = next(self.seq)
+        heapq.heappush(self.timers, (time.monotonic() + delay, token, fn))
+        return token
+
+    def cancel(self, token: int) -> None:
+        if token:
+            self.cancelled.add(token)
+
+    def _run_timers(self) -> float | None:
+        while self.timers:
+            when, token, fn = self.timers[0]
+            if token in self.cancelled:
+                heapq.heappop(self.timers)
+                self.cancelled.discard(token)
+                continue
+            delay = when - time.monotonic()
+            if delay > 0:
+                return delay
+            heapq.heappop(self.timers)
+            self._guard(fn)
+        return None
+
+    def _guard(self, fn: Callable[[], None]) -> None:
+        try:
+            fn()
+        except Exception as exc:  # one container's trouble must not stop the others
+            log(f"error: {exc!r}")
+
+    # ------------------------------------------------------------------ start-up
+
+    def adopt(self) -> None:
+        """Take over from a killed predecessor: fds from the keeper, state from disk."""
+        kept: dict[str, dict[str, int]] = {}
+        exits: list[tuple[int, int]] = []
+        while True:
+            data, fds, _, _ = socket.recv_fds(self.ctl, 65536, MAX_FDS_PER_MESSAGE)
+            if not data:
+                raise SystemExit(0)
+            msg = json.loads(data)
+            if msg["op"] == "ready":
+                break
+            if msg["op"] == "fds":
+                kept[msg["cid"]] = dict(zip(msg["streams"], fds, strict=True))
+            elif msg["op"] == "exit":
+                exits.append((msg["pid"], msg["status"]))
+        containers, _ = self.store.list()
+        for c in containers:
+            st = c.state
+            fds = kept.pop(c.id, {})
+            if st.running and st.pid:
+                self._adopt_one(c.config, st, fds)
+                continue
+            if st.restarting:
+                self._schedule_restart(c.id, 0.1)
+            for fd in fds.values():
+                os.close(fd)
+        for cid, fds in kept.items():  # containers removed meanwhile
+            for fd in fds.values():
+                os.close(fd)
+            self._keeper({"op": "drop", "cid": cid})
+        for pid, status in exits:
+            self._on_exit(pid, status)
+
+    def _adopt_one(self, config: ContainerConfig, st: ContainerState,
+                   fds: dict[str, int]) -> None:
+        alive = pid_start_time(st.pid) == st.pid_start and st.pid_start != 0
+        run = Running(cid=config.id, pid=st.pid, writer=None)
+        self.running[config.id] = run
+        self.by_pid[st.pid] = config.id
+        if fds:
+            run.writer = self._writer(config)
+            run.writer.recover()
+            for stream, fd in fds.items():
+                os.set_blocking(fd, False)
+                run.fds[stream] = fd
+                self.sel.register(fd, selectors.EVENT_READ, (config.id, stream))
+            self.pump(config.id)  # whatever arrived while no supervisor ran
+        if not alive:
+            # Dead and not reported by the keeper: both were killed; the code is lost.
+            run.status = 255 << 8
+            self._finish(config.id, lost=True)
+        elif not fds:
+            with contextlib.suppress(OSError):
+                run.pidfd = os.pidfd_open(st.pid)
+                self.sel.register(run.pidfd, selectors.EVENT_READ, (config.id, "pidfd"))
+
+    # ------------------------------------------------------------------ containers
+
+    def _writer(self, config: ContainerConfig) -> LogWriter:
+        return LogWriter(self.store.dir(config.id), config.id, self.spool / config.id,
+                         max_size=config.log_options.max_size,
+                         max_file=config.log_options.max_file,
+                         on_entry=lambda stream, data, cid=config.id: self._fanout(
+                             cid, stream, data))
+
+    def _fanout(self, cid: str, stream: str, data: bytes) -> None:
+        run = self.running.get(cid)
+        if run is None or not run.attached:
+            return
+        frame = protocol.encode(protocol.STREAM_KINDS[stream], data)
+        for client in run.attached:
+            client.send(frame)
+
+    def start(self, cid: str, attach: Client | None = None) -> int:
+        if cid in self.running:
+            raise TuiboxError(f"container {cid[:12]} is already running")
+        self.cancel(self.restart_timers.pop(cid, 0))
+        config = self.store.config(cid)
+        cdir = self.store.dir(cid)
+        rel = cgroup_rel(cid)
+        write_etc_files(cdir, hostname=config.hostname,
+                        host_network=config.network_mode == "host")
+        try:
+            self.driver.create(rel)
+        except OSError as exc:
+            raise SetupError("cgroup", f"cannot create cgroup {rel}: {exc.strerror}") from exc
+        plan = InitPlan(
+            container_dir=cdir, layer_dirs=config.layer_dirs, args=config.process.args,
+            env=config.process.env, cwd=config.process.cwd, user=config.process.user,
+            hostname=config.hostname, new_net=config.network_mode != "host",
+            read_only=config.read_only,
+            ulimits=[(u.name, u.soft, u.hard) for u in config.ulimits],
+            cgroup_binds=self.driver.bind_dirs(rel), cgroup_version=self.driver.version)
+        try:
+            spawned = spawn(plan, cgroup_procs=self.driver.procs_files(rel))
+        except SetupError as exc:
+            self.driver.remove(rel)
+
+            def failed(st: ContainerState) -> None:
+                st.error = exc.message
+                st.exit_code = exc.exit_code
+                st.running = st.restarting = False
+                st.pid = 0
+                if st.started_at.year > 1:
+                    st.finished_at = now()
+
+            self.store.update_state(cid, failed)
+            raise
+        run = Running(cid=cid, pid=spawned.pid, writer=self._writer(config),
+                      fds={"stdout": spawned.stdout, "stderr": spawned.stderr})
+        assert run.writer is not None
+        run.writer.recover()
+        if attach is not None:
+            run.attached.append(attach)
+        self.running[cid] = run
+        self.by_pid[spawned.pid] = cid
+        for stream, fd in run.fds.items():
+            self.sel.register(fd, selectors.EVENT_READ, (cid, stream))
+        self._keeper({"op": "store", "cid": cid, "streams": list(run.fds)},
+                     list(run.fds.values()))
+        start_time = pid_start_time(spawned.pid)
+
+        def started(st: ContainerState) -> None:
+            st.running, st.paused, st.restarting, st.dead = True, False, False, False
+            st.pid, st.pid_start = spawned.pid, start_time
+            st.exit_code, st.error, st.oom_killed = 0, "", False
+            st.started_at = now()
+            st.cgroup = rel
+
+        self.store.update_state(cid, started)
+        self.store.emit("start", cid, config.name)
+        return spawned.pid
+
+    def pump(self, cid: str, stream: str | None = None) -> None:
+        run = self.running.get(cid)
+        if run is None or run.writer is None:
+            return
+        for name in [stream] if stream else list(run.fds):
+            fd = run.fds.get(name)
+            if fd is None:
+                continue
+            if not run.writer.pump(name, fd):  # type: ignore[arg-type]
+                run.writer.close_stream(name)  # type: ignore[arg-type]
+                self.sel.unregister(fd)
+                os.close(fd)
+                del run.fds[name]
+        if run.status is not None and not run.fds:
+            self._finish(cid)
+
+    def _reap(self) -> None:
+        while True:
+            try:
+                pid, status = os.waitpid(-1, os.WNOHANG)
+            except ChildProcessError:
+                return
+            if pid == 0:
+                return
+            self._on_exit(pid, status)
+
+    def _on_exit(self, pid: int, status: int) -> None:
+        cid = self.by_pid.pop(pid, None)
+        if cid is None:
+            return
+        run = self.running[cid]
+        run.status = status
+        self.cancel(run.stop_timer)
+        self.pump(cid)
+        if cid in self.running and run.fds:
+            run.finish_timer = self.call_later(DRAIN_GRACE, lambda: self._finish(cid))
+
+    def _finish(self, cid: str, *, lost: bool = False) -> None:
+        run = self.running.pop(cid, None)
+        if run is None:
+            return
+        self.by_pid.pop(run.pid, None)
+        self.cancel(run.finish_timer)
+        self.cancel(run.stop_timer)
+        for name, fd in list(run.fds.items()):
+            if run.writer is not None:
+                run.writer.pump(name, fd)  # type: ignore[arg-type]
+                run.writer.close_stream(name)  # type: ignore[arg-type]
+            self.sel.unregister(fd)
+            os.close(fd)
+        if run.pidfd >= 0:
+            self.sel.unregister(run.pidfd)
+            os.close(run.pidfd)
+        if run.writer is not None:
+            run.writer.close()
+            run.writer.remove_spool()
+        self._keeper({"op": "drop", "cid": cid})
+        code = exit_code_of(run.status if run.status is not None else 255 << 8)
+        self.driver.remove(cgroup_rel(cid))
+        try:
+            config = self.store.config(cid)
+        except RecordError:
+            return
+        ran_for = time.monotonic() - run.started
+
+        def exited(st: ContainerState) -> None:
+            st.running = st.paused = False
+            st.pid = st.pid_start = 0
+            st.exit_code = code
+            st.finished_at = now()
+            if lost:
+                st.error = "exit status lost: the supervisor and its keeper were both killed"
+
+        state = self.store.update_state(cid, exited)
+        self.store.emit("die", cid, config.name, exitCode=str(code))
+        for client in run.attached:
+            client.reply({"exit": code}, last=True)
+        restart = self._should_restart(config, state, code)
+        if restart:
+            delay = self._next_backoff(cid, ran_for)
+            self.store.update_state(cid, _mark_restarting)
+            self._schedule_restart(cid, delay)
+        else:
+            self._notify_waiters(cid, code)
+            if config.auto_remove:
+                self.store.remove_files(cid)
+                self.store.emit("destroy", cid, config.name)
+
+    def _should_restart(self, config: ContainerConfig, state: ContainerState,
+                        code: int) -> bool:
+        policy = config.restart_policy
+        if state.manually_stopped or self.stopping:
+            return False
+        if policy.name == "always":
+            return True
+        if policy.name == "unless-stopped":
+            return True
+        if policy.name == "on-failure":
+            return code != 0 and (policy.maximum_retry_count == 0
+                                  or state.restart_count < policy.maximum_retry_count)
+        return False
+
+    def _next_backoff(self, cid: str, ran_for: float) -> float:
+        # Docker: 100 ms doubling to 1 min; a run of ≥ 10 s resets it.
+        previous = self.backoff.get(cid, 0.0)
+        delay = 0.1 if ran_for >= 10 or previous == 0 else min(previous * 2, 60.0)
+        self.backoff[cid] = delay
+        return delay
+
+    def _schedule_restart(self, cid: str, delay: float) -> None:
+        def fire() -> None:
+            self.restart_timers.pop(cid, None)
+            try:
+                self.store.update_state(cid, lambda st: setattr(
+                    st, "restart_count", st.restart_count + 1))
+                self.start(cid)
+                self.store.emit("restart", cid, self.store.config(cid).name)
+            except TuiboxError as exc:
+                log(f"restart of {cid[:12]} failed: {exc}")
+                self.store.update_state(cid, _mark_exited)
+                self._notify_waiters(cid, self.store.state(cid).exit_code)
+
+        self.restart_timers[cid] = self.call_later(delay, fire)
+
+    def _notify_waiters(self, cid: str, code: int) -> None:
+        for client in self.waiters.pop(cid, []):
+            client.reply({"ok": True, "exit_code": code}, last=True)
+
+    # ------------------------------------------------------------------ requests
+
+    def _keeper(self, message: dict[str, Any], fds: list[int] | None = None) -> None:
+        data = json.dumps(message).encode()
+        try:
+            if fds:
+                socket.send_fds(self.ctl, [data], fds)
+            else:
+                self.ctl.send(data)
+        except OSError as exc:
+            log(f"keeper unreachable: {exc}")
+
+    def handle(self, client: Client, msg: dict[str, Any]) -> None:
+        op = msg.get("op")
+        handler = getattr(self, f"op_{op}", None)
+        if handler is None:
+            client.reply({"error": f"unknown request {op!r}"}, last=True)
+            return
+        try:
+            handler(client, msg)
+        except SetupError as exc:
+            client.reply({"error": exc.message, "exit_code": exc.exit_code,
+                          "stage": exc.stage}, last=True)
+        except TuiboxError as exc:
+            client.reply({"error": exc.message, "exit_code": exc.exit_code}, last=True)
+
+    def op_ping(self, client: Client, msg: dict[str, Any]) -> None:
+        client.reply({"ok": True, "pid": os.getpid(), "running": len(self.running)}, last=True)
+
+    def op_start(self, client: Client, msg: dict[str, Any]) -> None:
+        cid = msg["id"]
+        attach = client if msg.get("attach") else None
+        if cid in self.restart_timers:  # a manual start pre-empts the back-off
+            self.cancel(self.restart_timers.pop(cid))
+        self.store.update_state(cid, lambda st: setattr(st, "manually_stopped", False))
+        pid = self.start(cid, attach)
+        client.reply({"ok": True, "pid": pid}, last=attach is None)
+
+    def op_stop(self, client: Client, msg: dict[str, Any]) -> None:
+        cid = msg["id"]
+        self.store.update_state(cid, lambda st: setattr(st, "manually_stopped", True))
+        if cid in self.restart_timers:
+            self.cancel(self.restart_timers.pop(cid))
+            self.store.update_state(cid, _mark_exited)
+        run = self.running.get(cid)
+        if run is None or run.status is not None:
+            if run is None:
+                client.reply({"ok": True, "already": True}, last=True)
+            else:
+                self.waiters.setdefault(cid, []).append(client)
+            return
+        config = self.store.config(cid)
+        timeout = msg.get("timeout")
+        if timeout is None:
+            timeout = config.stop_timeout if config.stop_timeout is not None \
+                else DEFAULT_STOP_TIMEOUT
+        sig = parse_signal(msg.get("signal") or config.stop_signal)
+        self.waiters.setdefault(cid, []).append(client)
+        self._signal(run, sig)
+        self.store.emit("kill", cid, config.name, signal=str(int(sig)))
+        if timeout >= 0:
+            self.cancel(run.stop_timer)
+            run.stop_timer = self.call_later(float(timeout), lambda: self._kill_now(cid))
+
+    def _kill_now(self, cid: str) -> None:
+        run = self.running.get(cid)
+        if run is not None and run.status is None:
+            self._signal(run, signal.SIGKILL)
+
+    def _signal(self, run: Running, sig: int) -> None:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(run.pid, sig)
+
+    def op_kill(self, client: Client, msg: dict[str, Any]) -> None:
+        cid = msg["id"]
+        sig = parse_signal(msg.get("signal") or "KILL")
+        run = self.running.get(cid)
+        if run is None or run.status is not None:
+            raise TuiboxError(f"cannot kill container {cid[:12]}: container is not running")
+        config = self.store.config(cid)
+        if sig in (signal.SIGKILL, parse_signal(config.stop_signal)):
+            self.store.update_state(cid, lambda st: setattr(st, "manually_stopped", True))
+        self._signal(run, sig)
+        self.store.emit("kill", cid, config.name, signal=str(int(sig)))
+        client.reply({"ok": True}, last=True)
+
+    def op_wait(self, client: Client, msg: dict[str, Any]) -> None:
+        cid = msg["id"]
+        if cid in self.running or cid in self.restart_timers:
+            self.waiters.setdefault(cid, []).append(client)
+            return
+        client.reply({"ok": True, "exit_code": self.store.state(cid).exit_code}, last=True)
+
+    def op_forget(self, client: Client, msg: dict[str, Any]) -> None:
+        """The engine is removing a stopped container: drop every trace of it here."""
+        cid = msg["id"]
+        if cid in self.running:
+            raise TuiboxError(f"container {cid[:12]} is running")
+        self.cancel(self.restart_timers.pop(cid, 0))
+        self.backoff.pop(cid, None)
+        self._notify_waiters(cid, self.store.state(cid).exit_code)
+        client.reply({"ok": True}, last=True)
+
+    def op_shutdown(self, client: Client, msg: dict[str, Any]) -> None:
+        if self.running and not msg.get("force"):
+            raise TuiboxError(f"{len(self.running)} containers are running")
+        for cid, run in self.running.items():
+            self.store.update_state(cid, lambda st: setattr(st, "manually_stopped", True))
+            self._signal(run, signal.SIGKILL)
+        self._keeper({"op": "shutdown"})
+        client.reply({"ok": True}, last=True)
+        self.stopping = True
+
+    # ------------------------------------------------------------------ loop
+
+    def serve(self) -> None:
+        self.listen.setblocking(False)
+        self.sel.register(self.listen, selectors.EVENT_READ, "listen")
+        self.sel.register(self.wake_r, selectors.EVENT_READ, "signal")
+        self.sel.register(self.ctl, selectors.EVENT_READ, "keeper")
+        signal.set_wakeup_fd(self.wake_w)
+        signal.signal(signal.SIGCHLD, lambda *_: None)
+        signal.signal(signal.SIGTERM, lambda *_: None)
+        self.adopt()
+        self._reap()
+        while not (self.stopping and not self.running):
+            timeout = self._run_timers()
+            for key, events in self.sel.select(timeout):
+                self._guard(lambda key=key, events=events: self._dispatch(key, events))
+
+    def _dispatch(self, key: selectors.SelectorKey, events: int) -> None:
+        data = key.data
+        if data == "listen":
+            with contextlib.suppress(BlockingIOError):
+                sock, _ = self.listen.accept()
+                sock.setblocking(False)
+                client = Client(sock, self)
+                self.sel.register(sock, selectors.EVENT_READ, client)
+        elif data == "signal":
+            with contextlib.suppress(BlockingIOError):
+                os.read(self.wake_r, 4096)
+            self._reap()
+        elif data == "keeper":
+            self._from_keeper()
+        elif isinstance(data, Client):
+            if events & selectors.EVENT_WRITE:
+                data.flush()
+            if events & selectors.EVENT_READ:
+                self._read_client(data)
+        else:
+            cid, stream = data
+            if stream == "pidfd":
+                self._on_exit(self.running[cid].pid, 255 << 8)
+            else:
+                self.pump(cid, stream)
+
+    def _from_keeper(self) -> None:
+        data, fds, _, _ = socket.recv_fds(self.ctl, 65536, MAX_FDS_PER_MESSAGE)
+        if not data:
+            raise SystemExit(0)  # the keeper is gone; nothing can hold our pipes now
+        for fd in fds:
+            os.close(fd)
+        msg = json.loads(data)
+        if msg["op"] == "exit":
+            self._on_exit(msg["pid"], msg["status"])
+
+    def _read_client(self, client: Client) -> None:
+        try:
+            data = client.sock.recv(65536)
+        except (BlockingIOError, InterruptedError):
+            return
+        except OSError:
+            data = b""
+        if not data:
+            # A client that goes away detaches; the container keeps running.
+            for run in self.running.values():
+                if client in run.attached:
+                    run.attached.remove(client)
+            for waiting in self.waiters.values():
+                if client in waiting:
+                    waiting.remove(client)
+            client.close()
+            return
+        try:
+            frames = client.reader.feed(data)
+        except ValueError:
+            client.close()
+            return
+        for kind, payload in frames:
+            if kind == protocol.KIND_JSON:
+                self.handle(client, json.loads(payload))
+
+
+def _mark_restarting(st: ContainerState) -> None:
+    st.running = st.restarting = True
+    st.pid = st.pid_start = 0
+
+
+def _mark_exited(st: ContainerState) -> None:
+    st.running = st.restarting = False
+
+
+def log(message: str) -> None:
+    print(f"{time.strftime('%Y-%m-%dT%H:%M:%S')} supervisor[{os.getpid()}]: {message}",
+          flush=True)
+
+
+def run(root: str, listen_fd: int, ctl_fd: int) -> None:
+    """Entry point in the freshly forked supervisor process."""
+    paths = StatePaths(Path(root))
+    listen = socket.socket(fileno=os.dup(listen_fd))
+    ctl = socket.socket(fileno=ctl_fd)
+    from ..runtime import _libc
+
+    _libc.prctl(_libc.PR_SET_CHILD_SUBREAPER, 1)
+    gc.freeze()  # forked containers then share the interpreter's pages copy-on-write
+    Supervisor(paths, listen, ctl).serve()
