@@ -138,11 +138,16 @@ class SupervisorClient:
             keeper_pid = int(self.paths.keeper_pidfile.read_text())
         self.request({"op": "shutdown", "force": force})
         deadline = time.monotonic() + timeout
-        while keeper_pid and time.monotonic() < deadline:
-            try:
-                os.kill(keeper_pid, 0)
-            except ProcessLookupError:
-                break
+        while keeper_pid and time.monotonic() < deadline and _alive_pid(keeper_pid):
             time.sleep(0.01)
         with contextlib.suppress(FileNotFoundError):
             self.paths.supervisor_socket.unlink()
+
+
+def _alive_pid(pid: int) -> bool:
+    """True while ``pid`` runs; a zombie (exited, not yet reaped by init) counts as gone."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            return f.read().rsplit(b")", 1)[1].split()[0] != b"Z"
+    except OSError:
+        return False

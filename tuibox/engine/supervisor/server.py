@@ -242,7 +242,7 @@ class Supervisor:
     # ------------------------------------------------------------------ containers
 
     def _writer(self, config: ContainerConfig) -> LogWriter:
-        return LogWriter(self.store.dir(config.id), config.id, self.spool / config.id,
+        return LogWriter(self.store.dir(config.id), config.id, self.spool,
                          max_size=config.log_options.max_size,
                          max_file=config.log_options.max_file,
                          on_entry=lambda stream, data, cid=config.id: self._fanout(
@@ -571,6 +571,8 @@ class Supervisor:
         self._reap()
         while not (self.stopping and not self.running):
             timeout = self._run_timers()
+            if self.stopping:
+                timeout = 0.05 if timeout is None else min(timeout, 0.05)
             for key, events in self.sel.select(timeout):
                 self._guard(lambda key=key, events=events: self._dispatch(key, events))
 
