@@ -43,13 +43,19 @@ class Keeper:
         self.pid = 0
         self.ctl: socket.socket | None = None
         self.shutting_down = False
-        self.recent_starts: list[float] = []
+        self.started_at = 0.0
+        self.quick_deaths = 0
 
     def start_supervisor(self) -> None:
-        now = time.monotonic()
-        self.recent_starts = [t for t in self.recent_starts if now - t < 10] + [now]
-        if len(self.recent_starts) > 5:  # crash loop: slow down instead of spinning
-            time.sleep(2)
+        # A supervisor that keeps dying right after start (say, on a bad record) must not
+        # make us spin: back off after a few quick deaths in a row.
+        if self.started_at and time.monotonic() - self.started_at < 0.2:
+            self.quick_deaths += 1
+        else:
+            self.quick_deaths = 0
+        if self.quick_deaths >= 3:
+            time.sleep(min(0.1 * 2 ** self.quick_deaths, 5.0))
+        self.started_at = time.monotonic()
         ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
         pid = os.fork()
         if pid == 0:
