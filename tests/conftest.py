@@ -3,6 +3,7 @@ an autouse leak check (mounts, cgroups, processes, held locks)."""
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import os
 import subprocess
@@ -129,8 +130,6 @@ def leak_check(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[None]
             break
         time.sleep(0.05)
     for pid in _processes_mentioning(str(root)):
-        try:
+        with contextlib.suppress(ProcessLookupError):
             os.kill(pid, 9)
-        except ProcessLookupError:
-            pass
     assert not leaks, "test left things behind: " + "; ".join(leaks)

@@ -184,3 +184,26 @@ def test_corrupt_record_is_reported_and_skipped(engine: Engine) -> None:
     assert [c.id for c in found] == [good]
     assert len(errors) == 1 and bad.id in errors[0].path
     engine.containers.write_state(bad.id, engine.containers.state(good).__class__())
+
+
+def test_log_rotation_through_a_container(engine: Engine) -> None:
+    cid = detached(engine, "i=0; while [ $i -lt 3000 ]; do echo line-$i; i=$((i+1)); done",
+                   log_opts={"max-size": "10k", "max-file": "3"})
+    assert engine.wait(cid) == 0
+    directory = engine.containers.dir(cid)
+    live = directory / f"{cid}-json.log"
+    rotated = sorted(directory.glob(f"{cid}-json.log.*"))
+    assert [p.name[-2:] for p in rotated] == [".1", ".2"]
+    for path in [live, *rotated]:
+        assert path.stat().st_size < 10_000 + 200  # may pass max-size by one entry
+    lines = [e.data.decode() for e in engine.logs(cid)]
+    numbers = [int(line.split("-")[1]) for line in lines]
+    assert numbers == list(range(numbers[0], 3000))  # the newest, contiguous, oldest dropped
+    assert numbers[0] > 0
+
+
+def test_bad_log_opt_is_refused(engine: Engine) -> None:
+    with pytest.raises(InvalidArgument, match="unknown log opt"):
+        detached(engine, "true", log_opts={"max-bogus": "1"})
+    with pytest.raises(InvalidArgument, match="invalid size"):
+        detached(engine, "true", log_opts={"max-size": "lots"})

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import shlex
 import signal
@@ -105,10 +106,8 @@ def _attach_and_wait(engine: Engine, cid: str, *, remove_on_failure: bool = Fals
 
     def forward(signum: int, _frame: object) -> None:
         # Like docker's --sig-proxy: the container gets the signal, we keep streaming.
-        try:
+        with contextlib.suppress(TuiboxError):
             engine.kill(cid, signal_=str(signum))
-        except TuiboxError:
-            pass
 
     for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGQUIT):
         signal.signal(sig, forward)

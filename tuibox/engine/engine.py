@@ -7,6 +7,7 @@ stopping, reaping, log writing).  It never imports the UI.
 
 from __future__ import annotations
 
+import builtins
 import contextlib
 import os
 import platform
@@ -73,11 +74,13 @@ class Engine:
     def get(self, ref: str) -> Container:
         return self.containers.get(self.resolve(ref))
 
-    def list(self, *, all: bool = False) -> list[Container]:
+    def list(self, *, all: bool = False) -> builtins.list[Container]:
         found, _ = self.containers.list()
         return found if all else [c for c in found if c.state.running]
 
-    def list_with_errors(self) -> tuple[list[Container], list[RecordError]]:
+    def list_with_errors(
+        self,
+    ) -> tuple[builtins.list[Container], builtins.list[RecordError]]:
         return self.containers.list()
 
     # ------------------------------------------------------------------ create / start
@@ -208,7 +211,7 @@ class Engine:
         self.containers.emit("destroy", cid, config.name)
         return cid
 
-    def prune(self) -> list[str]:
+    def prune(self) -> builtins.list[str]:
         """Remove every stopped container (``container prune``)."""
         removed = []
         for c in self.list(all=True):
@@ -217,7 +220,7 @@ class Engine:
                     removed.append(self.remove(c.id))
         return removed
 
-    def containers_using(self, image_id: str) -> list[str]:
+    def containers_using(self, image_id: str) -> builtins.list[str]:
         return [c.id[:12] for c in self.list(all=True) if c.config.image_id == image_id]
 
     # ------------------------------------------------------------------ logs / events
@@ -236,7 +239,7 @@ class Engine:
                 st = self.containers.state(cid)
             except RecordError:
                 return True
-            return not st.running or st.restarting and not follow
+            return not st.running or (st.restarting and not follow)
 
         return read_logs(self.containers.dir(cid), cid, since_ns=since_ns, until_ns=until_ns,
                          tail=tail, follow=follow, stopped=stopped)

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import errno
 import fcntl
+import functools
 import json
 import os
 import resource
@@ -266,8 +267,8 @@ def _run(plan: InitPlan, err_fd: int) -> None:
     _step("mount /dev", lambda: _mount_dev(rootfs))
     _step("mount /sys", lambda: _mount_sys(plan, rootfs))
     for name in ("hostname", "hosts", "resolv.conf"):
-        _step(f"mount /etc/{name}",
-              lambda name=name: _bind_file(plan.container_dir / name, rootfs / "etc" / name))
+        _step(f"mount /etc/{name}", functools.partial(
+            _bind_file, plan.container_dir / name, rootfs / "etc" / name))
     _step("pivot_root", lambda: _pivot(rootfs))
     _step("mask paths", _mask_and_protect)
     if plan.read_only:
@@ -320,8 +321,7 @@ def _run(plan: InitPlan, err_fd: int) -> None:
     os.closerange(3, err_fd)
     os.closerange(err_fd + 1, 65536)
     try:
-        os.execve(path, plan.args, dict(e.split("=", 1) if "=" in e else (e, "")
-                                          for e in env))
+        os.execve(path, plan.args, dict(e.partition("=")[::2] for e in env))
     except OSError as exc:
         code = 126 if exc.errno in (errno.EACCES, errno.ENOEXEC, errno.EISDIR) else 127
         raise StepFailed("exec", exc.errno or 0, f'exec: "{plan.args[0]}": {exc.strerror}',

@@ -85,7 +85,7 @@ def _pipe() -> tuple[int, int]:
 
 
 def _read_report(fd: int) -> bytes:
-    chunks = []
+    chunks: list[bytes] = []
     while True:
         ready, _, _ = select.select([fd], [], [], SETUP_TIMEOUT)
         if not ready:

@@ -40,7 +40,8 @@ def resolve_user(spec: str, root: Path = Path("/")) -> ResolvedUser:
             break
     if uid is None:
         if not user_part.isdigit():
-            raise LookupError(f"unable to find user {user_part}: no matching entries in passwd file")
+            raise LookupError(
+                f"unable to find user {user_part}: no matching entries in passwd file")
         uid, gid = int(user_part), 0 if not group_part else None
 
     extra: list[int] = []

@@ -32,10 +32,7 @@ def main(argv: list[str]) -> int:
     paths = StatePaths(Path(root))
     paths.run.mkdir(parents=True, exist_ok=True)
     sock_path = paths.supervisor_socket
-    try:
-        sock_path.unlink()
-    except FileNotFoundError:
-        pass
+    sock_path.unlink(missing_ok=True)
     listen = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     listen.bind(str(sock_path))
     os.chmod(sock_path, 0o600)

@@ -10,6 +10,7 @@ state records (see ``keeper.py``).
 from __future__ import annotations
 
 import contextlib
+import functools
 import gc
 import heapq
 import itertools
@@ -186,6 +187,7 @@ class Supervisor:
     def adopt(self) -> None:
         """Take over from a killed predecessor: fds from the keeper, state from disk."""
         kept: dict[str, dict[str, int]] = {}
+        fds: list[int]
         exits: list[tuple[int, int]] = []
         while True:
             data, fds, _, _ = socket.recv_fds(self.ctl, 65536, MAX_FDS_PER_MESSAGE)
@@ -201,16 +203,16 @@ class Supervisor:
         containers, _ = self.store.list()
         for c in containers:
             st = c.state
-            fds = kept.pop(c.id, {})
+            streams = kept.pop(c.id, {})
             if st.running and st.pid:
-                self._adopt_one(c.config, st, fds)
+                self._adopt_one(c.config, st, streams)
                 continue
             if st.restarting:
                 self._schedule_restart(c.id, 0.1)
-            for fd in fds.values():
+            for fd in streams.values():
                 os.close(fd)
-        for cid, fds in kept.items():  # containers removed meanwhile
-            for fd in fds.values():
+        for cid, streams in kept.items():  # containers removed meanwhile
+            for fd in streams.values():
                 os.close(fd)
             self._keeper({"op": "drop", "cid": cid})
         for pid, status in exits:
@@ -245,8 +247,7 @@ class Supervisor:
         return LogWriter(self.store.dir(config.id), config.id, self.spool,
                          max_size=config.log_options.max_size,
                          max_file=config.log_options.max_file,
-                         on_entry=lambda stream, data, cid=config.id: self._fanout(
-                             cid, stream, data))
+                         on_entry=functools.partial(self._fanout, config.id))
 
     def _fanout(self, cid: str, stream: str, data: bytes) -> None:
         run = self.running.get(cid)
@@ -280,10 +281,11 @@ class Supervisor:
             spawned = spawn(plan, cgroup_procs=self.driver.procs_files(rel))
         except SetupError as exc:
             self.driver.remove(rel)
+            error = exc
 
             def failed(st: ContainerState) -> None:
-                st.error = exc.message
-                st.exit_code = exc.exit_code
+                st.error = error.message
+                st.exit_code = error.exit_code
                 st.running = st.restarting = False
                 st.pid = 0
                 if st.started_at.year > 1:
@@ -574,7 +576,7 @@ class Supervisor:
             if self.stopping:
                 timeout = 0.05 if timeout is None else min(timeout, 0.05)
             for key, events in self.sel.select(timeout):
-                self._guard(lambda key=key, events=events: self._dispatch(key, events))
+                self._guard(functools.partial(self._dispatch, key, events))
 
     def _dispatch(self, key: selectors.SelectorKey, events: int) -> None:
         data = key.data
