@@ -122,6 +122,10 @@ def leak_check(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[None]
         procs = _processes_mentioning(str(root))
         if procs:
             leaks.append(f"processes: {procs}")
+        from tuibox.engine.paths import StatePaths
+
+        if StatePaths(root).run.exists():
+            leaks.append(f"runtime dir: {StatePaths(root).run}")
         if root.exists():
             locks = _held_locks(root)
             if locks:

@@ -19,7 +19,7 @@ SCHEMA_VERSION = 1
 class Record(BaseModel):
     """Base of all records: unknown keys are ignored so old engines read newer records."""
 
-    model_config = ConfigDict(extra="ignore", populate_by_name=True)
+    model_config = ConfigDict(extra="ignore", populate_by_name=True, defer_build=True)
 
 
 # ---------------------------------------------------------------------------------------

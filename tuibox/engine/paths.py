@@ -73,7 +73,6 @@ class StatePaths:
         return self.containers / cid
 
     def ensure(self) -> None:
-        for d in (self.root, self.images, self.layers, self.containers, self.names, self.tmp,
-                  self.run):
+        for d in (self.root, self.images, self.layers, self.containers, self.names, self.tmp):
             d.mkdir(parents=True, exist_ok=True)
         os.chmod(self.root, 0o711)

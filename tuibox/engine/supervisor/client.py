@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import os
+import shutil
 import socket
 import subprocess
 import sys
@@ -90,6 +91,7 @@ class SupervisorClient:
     def _start(self) -> None:
         """Start keeper + supervisor unless another process just did (under a lock)."""
         self.paths.ensure()
+        self.paths.run.mkdir(parents=True, exist_ok=True)
         lock_fd = os.open(self.paths.run / "start.lock", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC,
                           0o600)
         try:
@@ -140,8 +142,8 @@ class SupervisorClient:
         deadline = time.monotonic() + timeout
         while keeper_pid and time.monotonic() < deadline and _alive_pid(keeper_pid):
             time.sleep(0.01)
-        with contextlib.suppress(FileNotFoundError):
-            self.paths.supervisor_socket.unlink()
+        # The runtime dir (socket, pid file, spools) belongs to the stopped instance.
+        shutil.rmtree(self.paths.run, ignore_errors=True)
 
 
 def _alive_pid(pid: int) -> bool:
