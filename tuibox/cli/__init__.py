@@ -46,8 +46,36 @@ def _run_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument("--log-opt", action="append", default=[], help="log driver options")
     p.add_argument("--ulimit", action="append", default=[], help="ulimit options")
     p.add_argument("--read-only", action="store_true", help="mount the root filesystem read-only")
+    _resource_flags(p, run=True)
     p.add_argument("image")
     p.add_argument("command", nargs=argparse.REMAINDER)
+
+
+def _resource_flags(p: argparse.ArgumentParser, *, run: bool) -> None:
+    p.add_argument("-m", "--memory", help="memory limit (e.g. 256m)")
+    p.add_argument("--memory-swap", help="memory + swap limit; -1 for unlimited swap")
+    p.add_argument("--memory-reservation", help="memory soft limit")
+    p.add_argument("--cpus", type=float, help="number of CPUs (e.g. 1.5)")
+    p.add_argument("-c", "--cpu-shares", type=int, help="CPU shares (relative weight)")
+    p.add_argument("--cpu-period", type=int, help="CPU CFS period (µs)")
+    p.add_argument("--cpu-quota", type=int, help="CPU CFS quota (µs)")
+    p.add_argument("--cpuset-cpus", help="CPUs in which to allow execution (0-3, 0,1)")
+    p.add_argument("--cpuset-mems", help="memory nodes in which to allow execution")
+    p.add_argument("--pids-limit", type=int,
+                   help="process limit (default 4096 or $TUIBOX_DEFAULT_PIDS_LIMIT; -1 lifts it)")
+    p.add_argument("--blkio-weight", type=int, help="block IO weight (10-1000)")
+    if not run:
+        return
+    p.add_argument("--kernel-memory", help="not supported (refused with an explanation)")
+    p.add_argument("--device-read-bps", action="append", default=[],
+                   help="limit read rate from a device (/dev/sda:1mb)")
+    p.add_argument("--device-write-bps", action="append", default=[],
+                   help="limit write rate to a device")
+    p.add_argument("--device-read-iops", action="append", default=[],
+                   help="limit read ops per second from a device (/dev/sda:1000)")
+    p.add_argument("--device-write-iops", action="append", default=[],
+                   help="limit write ops per second to a device")
+    p.add_argument("--oom-kill-disable", action="store_true", help="disable the OOM killer")
 
 
 def build_parser() -> ArgumentParser:
@@ -117,6 +145,22 @@ def build_parser() -> ArgumentParser:
     p.add_argument("action", choices=["prune", "ls", "list"])
     p.add_argument("-f", "--force", action="store_true", help="do not prompt")
     p.add_argument("-a", "--all", action="store_true")
+
+    for name, aliases, text in (("pause", ["freeze"], "freeze all processes of containers"),
+                                ("unpause", ["thaw"], "thaw all processes of containers")):
+        p = verb(name, getattr(c, f"cmd_{name}"), text, aliases=aliases)
+        p.add_argument("containers", nargs="+")
+    p = verb("update", c.cmd_update, "change the limits of containers, live")
+    _resource_flags(p, run=False)
+    p.add_argument("containers", nargs="+")
+    p = verb("stats", c.cmd_stats, "live resource usage of containers")
+    p.add_argument("-a", "--all", action="store_true", help="show all containers")
+    p.add_argument("--no-stream", action="store_true", help="print one reading and exit")
+    p.add_argument("--format", help="'json', 'table' or a Go-style template")
+    p.add_argument("--no-trunc", action="store_true")
+    p.add_argument("containers", nargs="*")
+    p = verb("top", c.cmd_top, "the processes of a container")
+    p.add_argument("container")
 
     p = verb("images", i.cmd_images, "list images")
     p.add_argument("-q", "--quiet", action="store_true")

@@ -12,7 +12,7 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 from ..engine.errors import InvalidArgument, NotFound, TuiboxError
-from .format import ago, human_duration, render_template, table
+from .format import ago, human_duration, human_size, render_template, table
 
 if TYPE_CHECKING:
     from ..engine import Container, Engine, RunOptions
@@ -77,7 +77,36 @@ def run_options(args: argparse.Namespace) -> RunOptions:
         restart=args.restart, stop_signal=args.stop_signal, stop_timeout=args.stop_timeout,
         labels=_parse_kv(args.label, "label"), auto_remove=args.rm, network=args.network,
         log_opts=_parse_kv(args.log_opt, "log-opt"), ulimits=args.ulimit,
-        read_only=args.read_only)
+        read_only=args.read_only, **_limits(args, run=True))
+
+
+def _size(value: str | None, flag: str) -> int | None:
+    from ..engine.cgroups.resources import parse_bytes
+
+    if value is None:
+        return None
+    if flag == "--memory-swap" and value.strip() == "-1":
+        return -1
+    return parse_bytes(value, flag)
+
+
+def _limits(args: argparse.Namespace, *, run: bool) -> dict[str, Any]:
+    limits: dict[str, Any] = {
+        "memory": _size(args.memory, "--memory"),
+        "memory_swap": _size(args.memory_swap, "--memory-swap"),
+        "memory_reservation": _size(args.memory_reservation, "--memory-reservation"),
+        "cpus": args.cpus, "cpu_shares": args.cpu_shares, "cpu_period": args.cpu_period,
+        "cpu_quota": args.cpu_quota, "cpuset_cpus": args.cpuset_cpus,
+        "cpuset_mems": args.cpuset_mems, "pids_limit": args.pids_limit,
+        "blkio_weight": args.blkio_weight,
+    }
+    if run:
+        limits.update(
+            kernel_memory=_size(args.kernel_memory, "--kernel-memory"),
+            device_read_bps=args.device_read_bps, device_write_bps=args.device_write_bps,
+            device_read_iops=args.device_read_iops, device_write_iops=args.device_write_iops,
+            oom_kill_disable=args.oom_kill_disable)
+    return limits
 
 
 def cmd_create(engine: Engine, args: argparse.Namespace) -> int:
@@ -365,3 +394,49 @@ def cmd_version(engine: Engine, args: argparse.Namespace) -> int:
     _out(f"tuibox version {v['Version']}\n OS/Arch: {v['Os']}/{v['Arch']}\n"
          f" Kernel: {v['KernelVersion']}\n Python: {v['PythonVersion']}")
     return 0
+
+
+def cmd_pause(engine: Engine, args: argparse.Namespace) -> int:
+    return _each(args.containers, engine.pause)
+
+
+def cmd_unpause(engine: Engine, args: argparse.Namespace) -> int:
+    return _each(args.containers, engine.unpause)
+
+
+def cmd_update(engine: Engine, args: argparse.Namespace) -> int:
+    limits = _limits(args, run=False)
+    if all(v is None for v in limits.values()):
+        raise InvalidArgument("you must provide one or more flags when using this command")
+    return _each(args.containers, lambda ref: engine.update(ref, **limits))
+
+
+def cmd_top(engine: Engine, args: argparse.Namespace) -> int:
+    from .format import table
+
+    rows = [[p.user, str(p.pid), str(p.ppid), p.state, f"{p.cpu_seconds:.2f}",
+             human_size(p.rss), p.command] for p in engine.top(args.container)]
+    _out(table(["UID", "PID", "PPID", "STAT", "TIME", "RSS", "CMD"], rows))
+    return 0
+
+
+def cmd_stats(engine: Engine, args: argparse.Namespace) -> int:
+    import time
+
+    from .stats import render_stats
+
+    refs = [engine.resolve(r) for r in args.containers] or None
+    engine.stats(refs)  # the first reading only sets the baseline for CPU %
+    if args.no_stream:
+        time.sleep(0.5)
+        _out(render_stats(engine, engine.stats(refs), args, refs))
+        return 0
+    try:
+        while True:
+            time.sleep(1.0)
+            text = render_stats(engine, engine.stats(refs), args, refs)
+            # Redraw in place, like docker: home the cursor and clear below.
+            sys.stdout.write("\x1b[H\x1b[J" + text + "\n")
+            sys.stdout.flush()
+    except KeyboardInterrupt:
+        return 0

@@ -19,13 +19,23 @@ from typing import TYPE_CHECKING, Any
 
 from .containers import ContainerStore, new_id, now
 from .errors import Conflict, InvalidArgument, RecordError, TuiboxError
-from .models import Container, ContainerConfig, ContainerState, Event, LogOptions, RunOptions
+from .models import (
+    Container,
+    ContainerConfig,
+    ContainerState,
+    Event,
+    LogOptions,
+    ProcessInfo,
+    RunOptions,
+    StatsSample,
+)
 from .paths import StatePaths, default_root
 from .signals import parse_signal
 
 if TYPE_CHECKING:
     from .images import ImageStore
     from .logs import LogEntry
+    from .stats import StatsSampler
     from .supervisor.client import Connection, SupervisorClient
 
 VERSION = "0.1.0"
@@ -49,6 +59,7 @@ class Engine:
         self.containers = ContainerStore(self.paths)
         self._images: ImageStore | None = None
         self._client: SupervisorClient | None = None
+        self._sampler: StatsSampler | None = None
 
     @property
     def images(self) -> ImageStore:
@@ -93,7 +104,10 @@ class Engine:
             raise InvalidArgument(
                 f"network mode {opts.network!r} is not available yet: use --network none "
                 f"or --network host")
+        from .limits import resources_for
+
         image = self.images.resolve(opts.image)
+        resources = resources_for(opts)
         restart = parse_restart(opts.restart)
         if restart.name != "no" and opts.auto_remove:
             raise InvalidArgument("conflicting options: cannot specify both --restart and --rm")
@@ -119,7 +133,7 @@ class Engine:
                 stop_timeout=opts.stop_timeout, network_mode=opts.network,
                 log_options=log_opts, ulimits=ulimits,
                 layer_dirs=[str(p) for p in self.images.layer_dirs(image)],
-                read_only=opts.read_only)
+                read_only=opts.read_only, resources=resources)
             self.containers.write_config(config)
             self.containers.write_state(cid, ContainerState())
         except BaseException:
@@ -219,6 +233,81 @@ class Engine:
                 with contextlib.suppress(TuiboxError):
                     removed.append(self.remove(c.id))
         return removed
+
+    # ------------------------------------------------------------------ resources
+
+    def pause(self, ref: str) -> None:
+        """Freeze every process of the container (``docker pause``)."""
+        cid = self.resolve(ref)
+        st = self.containers.state(cid)
+        if not st.running or st.restarting:
+            raise Conflict(f"Container {cid} is not running")
+        if st.paused:
+            raise Conflict(f"Container {cid} is already paused")
+        self.supervisor.request({"op": "pause", "id": cid})
+
+    def unpause(self, ref: str) -> None:
+        cid = self.resolve(ref)
+        if not self.containers.state(cid).paused:
+            raise Conflict(f"Container {cid} is not paused")
+        self.supervisor.request({"op": "unpause", "id": cid})
+
+    def update(self, ref: str, *, memory: int | None = None, memory_swap: int | None = None,
+               memory_reservation: int | None = None, cpus: float | None = None,
+               cpu_shares: int | None = None, cpu_period: int | None = None,
+               cpu_quota: int | None = None, cpuset_cpus: str | None = None,
+               cpuset_mems: str | None = None, pids_limit: int | None = None,
+               blkio_weight: int | None = None) -> ContainerConfig:
+        """Change limits, live if it runs; recorded in the config so a restart keeps them."""
+        from .cgroups import detect_driver
+        from .limits import updated
+        from .records import locked
+
+        cid = self.resolve(ref)
+        path = self.containers.dir(cid) / "config.json"
+        with locked(path):
+            config = self.containers.config(cid)
+            new = updated(config.resources, memory=memory, memory_swap=memory_swap,
+                          memory_reservation=memory_reservation, cpus=cpus,
+                          cpu_shares=cpu_shares, cpu_period=cpu_period, cpu_quota=cpu_quota,
+                          cpuset_cpus=cpuset_cpus, cpuset_mems=cpuset_mems,
+                          pids_limit=pids_limit, blkio_weight=blkio_weight)
+            st = self.containers.state(cid)
+            if st.running and st.cgroup:
+                driver = detect_driver()
+                try:
+                    driver.apply(st.cgroup, new)  # the kernel checks it before we record it
+                except TuiboxError:
+                    driver.apply(st.cgroup, config.resources)  # leave no half-applied update
+                    raise
+            config.resources = new
+            self.containers.write_config(config)
+        self.containers.emit("update", cid, config.name)
+        return config
+
+    def stats(self, refs: builtins.list[str] | None = None) -> dict[str, StatsSample]:
+        """One stats pass over the running containers (or ``refs``); CPU % is measured
+        against this Engine's previous call, so call it at a steady interval."""
+        if self._sampler is None:
+            from .cgroups import detect_driver
+            from .stats import StatsSampler
+
+            self._sampler = StatsSampler(detect_driver())
+        if refs is None:
+            containers = [c for c in self.containers.iter_running()]
+        else:
+            containers = [self.get(r) for r in refs]
+        return self._sampler.sample(containers)
+
+    def top(self, ref: str) -> builtins.list[ProcessInfo]:
+        """The container's processes (host pids), ``docker top``."""
+        from .cgroups import detect_driver
+        from .stats import processes
+
+        c = self.get(ref)
+        if not c.state.running:
+            raise Conflict(f"Container {c.id} is not running")
+        return processes(detect_driver().pids(c.state.cgroup))
 
     def containers_using(self, image_id: str) -> builtins.list[str]:
         return [c.id[:12] for c in self.list(all=True) if c.config.image_id == image_id]

@@ -11,6 +11,8 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from .cgroups.resources import Resources
+
 ZERO_TIME = datetime(1, 1, 1, tzinfo=UTC)
 
 SCHEMA_VERSION = 1
@@ -112,6 +114,7 @@ class ContainerConfig(Record):
     ulimits: list[Ulimit] = Field(default_factory=list)
     layer_dirs: list[str] = Field(default_factory=list)  # bottom to top
     read_only: bool = False
+    resources: Resources = Field(default_factory=Resources)
 
 
 Status = Literal["created", "running", "paused", "restarting", "removing", "exited", "dead"]
@@ -201,3 +204,59 @@ class RunOptions(Record):
     log_opts: dict[str, str] = Field(default_factory=dict)
     ulimits: list[str] = Field(default_factory=list)
     read_only: bool = False
+    # resource limits, docker's flags with values already in base units
+    memory: int | None = None  # bytes
+    memory_swap: int | None = None  # bytes, memory + swap; -1 = unlimited
+    memory_reservation: int | None = None
+    kernel_memory: int | None = None  # refused: no kernel supports it any more
+    cpus: float | None = None
+    cpu_shares: int | None = None
+    cpu_period: int | None = None
+    cpu_quota: int | None = None
+    cpuset_cpus: str | None = None
+    cpuset_mems: str | None = None
+    pids_limit: int | None = None  # None = the engine's default; 0 or -1 = unlimited
+    blkio_weight: int | None = None
+    device_read_bps: list[str] = Field(default_factory=list)  # "/dev/sda:10mb"
+    device_write_bps: list[str] = Field(default_factory=list)
+    device_read_iops: list[str] = Field(default_factory=list)  # "/dev/sda:1000"
+    device_write_iops: list[str] = Field(default_factory=list)
+    oom_kill_disable: bool = False
+
+
+class StatsSample(Record):
+    """One stats reading of one container (``docker stats`` semantics; 100 % = one core)."""
+
+    id: str
+    name: str
+    time_ns: int
+    cpu_percent: float = 0.0
+    cpu_usage_ns: int = 0
+    cpu_throttled_periods: int = 0
+    cpu_throttled_ns: int = 0
+    memory_usage: int = 0  # usage minus inactive file cache
+    memory_limit: int = 0  # the limit, or host memory when unlimited
+    memory_percent: float = 0.0
+    oom_kills: int = 0
+    pids: int = 0
+    pids_limit: int = 0  # 0 = unlimited
+    block_read: int = 0
+    block_write: int = 0
+    net_rx: int = 0
+    net_tx: int = 0
+    psi_cpu: float | None = None  # "some avg10" where the kernel offers PSI
+    psi_memory: float | None = None
+    psi_io: float | None = None
+
+
+class ProcessInfo(Record):
+    """One process of a container, for ``top`` and the dashboard's Processes tab."""
+
+    pid: int  # host pid
+    ppid: int
+    user: str
+    state: str
+    cpu_seconds: float
+    rss: int
+    started: float  # seconds since boot
+    command: str

@@ -10,7 +10,11 @@ from __future__ import annotations
 import functools
 import os
 from pathlib import Path
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
+
+if TYPE_CHECKING:
+    from .files import Counters
+    from .resources import Resources
 
 CGROUP2_SUPER_MAGIC = 0x63677270
 CGROUP_ROOT = Path("/sys/fs/cgroup")
@@ -39,6 +43,24 @@ class CgroupDriver(Protocol):
 
     def exists(self, rel: str) -> bool:
         """Whether any part of the cgroup is still there."""
+
+    def apply(self, rel: str, res: Resources) -> None:
+        """Write every limit that is set; a knob the host lacks is a clear error."""
+
+    def freeze(self, rel: str) -> None:
+        """Freeze every process of the cgroup and wait until the kernel says frozen."""
+
+    def thaw(self, rel: str) -> None:
+        """Undo ``freeze``."""
+
+    def frozen(self, rel: str) -> bool:
+        """Whether the cgroup is frozen (or freezing)."""
+
+    def kill_all(self, rel: str) -> None:
+        """SIGKILL every process in the cgroup."""
+
+    def counters(self, rel: str) -> Counters:
+        """Raw cumulative counters for stats; never raises for a missing file."""
 
 
 def _is_cgroup2(path: Path) -> bool:

@@ -1,13 +1,22 @@
-"""cgroup v2: one unified tree; containers are leaves under ``tuibox/``."""
+"""cgroup v2: one unified tree; containers are leaves under ``tuibox/``.
+
+This host is v1 for its controllers, so the limit and stats code here is exercised
+against a model of a v2 cgroup's files in the tests; the freezer and ``cgroup.kill`` run
+for real on this host's unified tree.
+"""
 
 from __future__ import annotations
 
 import time
 from pathlib import Path
 
+from ..errors import InvalidArgument
+from . import files
 from .driver import rmdir_tree
+from .resources import Resources, blkio_to_io_weight, shares_to_weight
 
 WANTED = ("cpu", "cpuset", "io", "memory", "pids")
+FREEZE_TIMEOUT = 10.0
 
 
 class V2Driver:
@@ -18,14 +27,15 @@ class V2Driver:
         self.root = root
 
     def create(self, rel: str) -> None:
-        parts = Path(rel).parts
-        for depth in range(len(parts)):
-            parent = self.root.joinpath(*parts[:depth])
-            (parent / parts[depth]).mkdir(exist_ok=True)
-            available = (parent / "cgroup.controllers").read_text().split()
+        # Every ancestor hands its controllers down; the leaf itself holds the processes.
+        d = self.root
+        for part in Path(rel).parts:
+            available = (files.read(d / "cgroup.controllers") or "").split()
             enable = " ".join(f"+{c}" for c in WANTED if c in available)
             if enable:
-                (parent / "cgroup.subtree_control").write_text(enable)
+                files.write(d / "cgroup.subtree_control", enable, flag="cgroup controllers")
+            d = d / part
+            d.mkdir(exist_ok=True)
 
     def procs_files(self, rel: str) -> list[Path]:
         return [self.root / rel / "cgroup.procs"]
@@ -34,10 +44,8 @@ class V2Driver:
         return []
 
     def pids(self, rel: str) -> list[int]:
-        try:
-            return [int(x) for x in (self.root / rel / "cgroup.procs").read_text().split()]
-        except OSError:
-            return []
+        text = files.read(self.root / rel / "cgroup.procs")
+        return [int(x) for x in text.split()] if text else []
 
     def exists(self, rel: str) -> bool:
         return (self.root / rel).exists()
@@ -48,3 +56,91 @@ class V2Driver:
                 return True
             time.sleep(0.005 * (attempt + 1))
         return False
+
+    # ------------------------------------------------------------------ limits
+
+    def _knob(self, rel: str, name: str, value: str, flag: str) -> None:
+        files.write(self.root / rel / name, value, flag=flag)
+
+    def apply(self, rel: str, res: Resources) -> None:
+        if res.oom_kill_disable:
+            raise InvalidArgument("--oom-kill-disable is a cgroup v1 feature; cgroup v2 has "
+                                  "no such knob")
+        if res.memory is not None:
+            self._knob(rel, "memory.max", str(res.memory), "--memory")
+            swap = res.effective_memory_swap()
+            # v1 counts memory+swap together; v2's memory.swap.max is the swap alone.
+            swap_v2 = "max" if swap is None or swap == -1 else str(max(0, swap - res.memory))
+            self._knob(rel, "memory.swap.max", swap_v2, "--memory-swap")
+        if res.memory_reservation is not None:
+            self._knob(rel, "memory.low", str(res.memory_reservation), "--memory-reservation")
+        if res.cpu_shares is not None:
+            self._knob(rel, "cpu.weight", str(shares_to_weight(res.cpu_shares)),
+                       "--cpu-shares")
+        if res.cpu_quota is not None or res.cpu_period is not None:
+            quota = "max" if not res.cpu_quota or res.cpu_quota < 0 else str(res.cpu_quota)
+            self._knob(rel, "cpu.max", f"{quota} {res.cpu_period or 100_000}", "--cpus")
+        if res.cpuset_cpus is not None:
+            self._knob(rel, "cpuset.cpus", res.cpuset_cpus, "--cpuset-cpus")
+        if res.cpuset_mems is not None:
+            self._knob(rel, "cpuset.mems", res.cpuset_mems, "--cpuset-mems")
+        limit = res.pids_limit
+        self._knob(rel, "pids.max", "max" if limit is None or limit <= 0 else str(limit),
+                   "--pids-limit")
+        if res.blkio_weight is not None:
+            self._knob(rel, "io.weight", f"default {blkio_to_io_weight(res.blkio_weight)}",
+                       "--blkio-weight")
+        devices: dict[tuple[int, int], list[str]] = {}
+        for rates, key in ((res.device_read_bps, "rbps"), (res.device_write_bps, "wbps"),
+                           (res.device_read_iops, "riops"), (res.device_write_iops, "wiops")):
+            for r in rates:
+                devices.setdefault((r.major, r.minor), []).append(f"{key}={r.rate}")
+        for (major, minor), settings in devices.items():
+            self._knob(rel, "io.max", f"{major}:{minor} {' '.join(settings)}",
+                       "--device-read-bps/--device-write-bps")
+
+    # ------------------------------------------------------------------ freezer
+
+    def freeze(self, rel: str) -> None:
+        self._knob(rel, "cgroup.freeze", "1", "pause")
+        files.wait_for(lambda: self.frozen(rel), FREEZE_TIMEOUT, "the container to freeze")
+
+    def thaw(self, rel: str) -> None:
+        self._knob(rel, "cgroup.freeze", "0", "unpause")
+        files.wait_for(lambda: not self.frozen(rel), FREEZE_TIMEOUT, "the container to thaw")
+
+    def frozen(self, rel: str) -> bool:
+        return files.keyed(files.read(self.root / rel / "cgroup.events")).get("frozen") == 1
+
+    def kill_all(self, rel: str) -> None:
+        self._knob(rel, "cgroup.kill", "1", "kill")
+
+    # ------------------------------------------------------------------ stats
+
+    def counters(self, rel: str) -> files.Counters:
+        d = self.root / rel
+        cpu = files.keyed(files.read(d / "cpu.stat"))
+        mstat = files.keyed(files.read(d / "memory.stat"))
+        events = files.keyed(files.read(d / "memory.events"))
+        read_b = write_b = 0
+        for line in (files.read(d / "io.stat") or "").splitlines():
+            for field in line.split()[1:]:
+                key, _, value = field.partition("=")
+                if key == "rbytes":
+                    read_b += int(value)
+                elif key == "wbytes":
+                    write_b += int(value)
+        return files.Counters(
+            cpu_ns=cpu.get("usage_usec", 0) * 1000,
+            throttled_periods=cpu.get("nr_throttled", 0),
+            throttled_ns=cpu.get("throttled_usec", 0) * 1000,
+            memory_usage=files.read_int(d / "memory.current"),
+            inactive_file=mstat.get("inactive_file", 0),
+            memory_limit=files.read_int(d / "memory.max", -1),
+            oom_kills=events.get("oom_kill", 0),
+            pids=files.read_int(d / "pids.current"),
+            pids_limit=files.read_int(d / "pids.max", -1),
+            block_read=read_b, block_write=write_b,
+            psi_cpu=files.psi_some_avg10(files.read(d / "cpu.pressure")),
+            psi_memory=files.psi_some_avg10(files.read(d / "memory.pressure")),
+            psi_io=files.psi_some_avg10(files.read(d / "io.pressure")))

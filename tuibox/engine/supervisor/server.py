@@ -268,8 +268,13 @@ class Supervisor:
                         host_network=config.network_mode == "host")
         try:
             self.driver.create(rel)
+            self.driver.apply(rel, config.resources)
         except OSError as exc:
+            self.driver.remove(rel)
             raise SetupError("cgroup", f"cannot create cgroup {rel}: {exc.strerror}") from exc
+        except TuiboxError as exc:
+            self.driver.remove(rel)
+            raise SetupError("cgroup limits", exc.message) from exc
         plan = InitPlan(
             container_dir=cdir, layer_dirs=config.layer_dirs, args=config.process.args,
             env=config.process.env, cwd=config.process.cwd, user=config.process.user,
@@ -376,6 +381,9 @@ class Supervisor:
             run.writer.remove_spool()
         self._keeper({"op": "drop", "cid": cid})
         code = exit_code_of(run.status if run.status is not None else 255 << 8)
+        oom = self.driver.counters(cgroup_rel(cid)).oom_kills > 0
+        if self.driver.frozen(cgroup_rel(cid)):
+            self.driver.thaw(cgroup_rel(cid))
         self.driver.remove(cgroup_rel(cid))
         try:
             config = self.store.config(cid)
@@ -387,11 +395,14 @@ class Supervisor:
             st.running = st.paused = False
             st.pid = st.pid_start = 0
             st.exit_code = code
+            st.oom_killed = oom
             st.finished_at = now()
             if lost:
                 st.error = "exit status lost: the supervisor and its keeper were both killed"
 
         state = self.store.update_state(cid, exited)
+        if oom:
+            self.store.emit("oom", cid, config.name)
         self.store.emit("die", cid, config.name, exitCode=str(code))
         for client in run.attached:
             client.reply({"exit": code}, last=True)
@@ -518,6 +529,28 @@ class Supervisor:
     def _signal(self, run: Running, sig: int) -> None:
         with contextlib.suppress(ProcessLookupError):
             os.kill(run.pid, sig)
+        if self.store.state(run.cid).paused:
+            # Frozen tasks act on a signal only once thawed: send, then thaw (Docker's order).
+            self.driver.thaw(cgroup_rel(run.cid))
+            self.store.update_state(run.cid, lambda st: setattr(st, "paused", False))
+            self.store.emit("unpause", run.cid, self.store.config(run.cid).name)
+
+    def op_pause(self, client: Client, msg: dict[str, Any]) -> None:
+        cid = msg["id"]
+        run = self.running.get(cid)
+        if run is None or run.status is not None:
+            raise TuiboxError(f"Container {cid} is not running")
+        self.driver.freeze(cgroup_rel(cid))
+        self.store.update_state(cid, lambda st: setattr(st, "paused", True))
+        self.store.emit("pause", cid, self.store.config(cid).name)
+        client.reply({"ok": True}, last=True)
+
+    def op_unpause(self, client: Client, msg: dict[str, Any]) -> None:
+        cid = msg["id"]
+        self.driver.thaw(cgroup_rel(cid))
+        self.store.update_state(cid, lambda st: setattr(st, "paused", False))
+        self.store.emit("unpause", cid, self.store.config(cid).name)
+        client.reply({"ok": True}, last=True)
 
     def op_kill(self, client: Client, msg: dict[str, Any]) -> None:
         cid = msg["id"]

@@ -1,0 +1,55 @@
+"""``tuibox stats``: docker's columns, JSON lines, or a template."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from typing import TYPE_CHECKING
+
+from .format import human_size, render_template, table
+
+if TYPE_CHECKING:
+    from ..engine import Engine
+    from ..engine.models import StatsSample
+
+
+def _iec(size: float) -> str:
+    units = ["B", "KiB", "MiB", "GiB", "TiB"]
+    i = 0
+    while size >= 1024 and i < len(units) - 1:
+        size /= 1024
+        i += 1
+    return f"{size:.4g}{units[i]}"
+
+
+def row(s: StatsSample, *, no_trunc: bool) -> dict[str, str]:
+    return {
+        "Container": s.id if no_trunc else s.id[:12],
+        "ID": s.id,
+        "Name": s.name,
+        "CPUPerc": f"{s.cpu_percent:.2f}%",
+        "MemUsage": f"{_iec(s.memory_usage)} / {_iec(s.memory_limit)}",
+        "MemPerc": f"{s.memory_percent:.2f}%",
+        "NetIO": f"{human_size(s.net_rx)} / {human_size(s.net_tx)}",
+        "BlockIO": f"{human_size(s.block_read)} / {human_size(s.block_write)}",
+        "PIDs": str(s.pids),
+    }
+
+
+def render_stats(engine: Engine, samples: dict[str, StatsSample], args: argparse.Namespace,
+                 refs: list[str] | None) -> str:
+    if args.all and refs is None:
+        # Stopped containers show as zero rows, as docker stats -a does.
+        from ..engine.models import StatsSample as Sample
+
+        for c in engine.list(all=True):
+            samples.setdefault(c.id, Sample(id=c.id, name=c.name, time_ns=0))
+    rows = [row(s, no_trunc=args.no_trunc) for s in samples.values()]
+    if args.format == "json":
+        return "\n".join(json.dumps(r) for r in rows)
+    if args.format and args.format != "table":
+        return "\n".join(render_template(args.format, r) for r in rows)
+    return table(["CONTAINER ID", "NAME", "CPU %", "MEM USAGE / LIMIT", "MEM %", "NET I/O",
+                  "BLOCK I/O", "PIDS"],
+                 [[r["Container"], r["Name"], r["CPUPerc"], r["MemUsage"], r["MemPerc"],
+                   r["NetIO"], r["BlockIO"], r["PIDs"]] for r in rows])
