@@ -192,3 +192,28 @@ def test_concurrent_runs_from_separate_processes(cli: Cli, root: Path, count: in
     rows = [json.loads(line) for line in cli("ps", "--format", "json").stdout.splitlines()]
     assert len(rows) == count
     assert len({r["Names"] for r in rows}) == count
+
+
+def test_resource_verbs(cli: Cli) -> None:
+    cid = cli("run", "-d", "--name", "lim", "-m", "64m", "--cpus", "0.5", "--pids-limit", "99",
+              "busybox", "sh", "-c", "while true; do :; done").stdout.strip()
+    stats = cli("stats", "--no-stream").stdout.splitlines()
+    assert stats[0].split()[:4] == ["CONTAINER", "ID", "NAME", "CPU"]
+    assert "lim" in stats[1] and "64MiB" in stats[1]
+    row = json.loads(cli("stats", "--no-stream", "--format", "json", "lim").stdout)
+    assert row["Name"] == "lim" and row["PIDs"] == "1"
+    cli("update", "--memory", "128m", "--pids-limit", "200", "lim")
+    assert "128MiB" in cli("stats", "--no-stream", "lim").stdout
+    cli("pause", "lim")
+    assert "(Paused)" in cli("ps").stdout
+    assert cli("inspect", "-f", "{{.State.Status}}", "lim").stdout == "paused\n"
+    cli("unpause", "lim")
+    cli("freeze", "lim")
+    cli("thaw", "lim")
+    top = cli("top", "lim").stdout.splitlines()
+    assert top[0].split()[:3] == ["UID", "PID", "PPID"] and "while true" in top[1]
+    km = cli("run", "--kernel-memory", "10m", "busybox", "true", check=False)
+    assert km.returncode == 125 and "--kernel-memory is not supported" in km.stderr
+    nothing = cli("update", "lim", check=False)
+    assert nothing.returncode == 125
+    cli("rm", "-f", cid)

@@ -62,7 +62,7 @@ def psi_some_avg10(text: str | None) -> float | None:
 def write(path: Path, value: str, *, flag: str) -> None:
     """Write one knob; a missing file or a refusal is one clear error naming the flag."""
     try:
-        fd = os.open(path, os.O_WRONLY | os.O_CLOEXEC)
+        fd = os.open(path, os.O_WRONLY | os.O_TRUNC | os.O_CLOEXEC)
     except FileNotFoundError:
         raise InvalidArgument(f"{flag} is not supported on this host: the cgroup file "
                               f"{path.name} does not exist") from None

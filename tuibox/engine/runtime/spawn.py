@@ -13,6 +13,7 @@ import contextlib
 import fcntl
 import json
 import os
+import resource
 import select
 import signal
 import socket
@@ -29,6 +30,25 @@ SETUP_TIMEOUT = 30.0
 
 BASE_NAMESPACES = (_libc.CLONE_NEWNS | _libc.CLONE_NEWUTS | _libc.CLONE_NEWIPC
                    | _libc.CLONE_NEWPID | _libc.CLONE_NEWCGROUP)
+
+
+def _inherited_nofile() -> tuple[int, int]:
+    """The open-files limit the keeper was started with, before it raised its own."""
+    raw = os.environ.get("TUIBOX_HOST_NOFILE", "")
+    soft, _, hard = raw.partition(":")
+    if soft.isdigit() and hard.isdigit():
+        return int(soft), int(hard)
+    return resource.getrlimit(resource.RLIMIT_NOFILE)
+
+
+INHERITED_NOFILE = _inherited_nofile()
+
+
+def raise_nofile_limit() -> None:
+    """Let a supervisor hold the pipes of thousands of containers (soft limit → hard)."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft < hard:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
 
 
 @dataclass(frozen=True)
@@ -54,6 +74,9 @@ def _first_child(plan: InitPlan, flags: int, sync: socket.socket, out_w: int, er
     stage = "stdio"
     try:
         _reset_signals()
+        # The supervisor raised its own open-files limit to hold many containers' pipes;
+        # the container gets the limit the supervisor was started with (the host's).
+        resource.setrlimit(resource.RLIMIT_NOFILE, INHERITED_NOFILE)
         devnull = os.open("/dev/null", os.O_RDONLY)
         os.dup2(devnull, 0)
         os.dup2(out_w, 1)
@@ -86,9 +109,10 @@ def _pipe() -> tuple[int, int]:
 
 def _read_report(fd: int) -> bytes:
     chunks: list[bytes] = []
+    poller = select.poll()  # not select(): a supervisor of many containers has fds > 1024
+    poller.register(fd, select.POLLIN)
     while True:
-        ready, _, _ = select.select([fd], [], [], SETUP_TIMEOUT)
-        if not ready:
+        if not poller.poll(SETUP_TIMEOUT * 1000):
             raise TimeoutError
         chunk = os.read(fd, 65536)
         if not chunk:

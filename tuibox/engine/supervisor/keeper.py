@@ -14,6 +14,7 @@ import contextlib
 import ctypes
 import json
 import os
+import resource
 import select
 import signal
 import socket
@@ -135,10 +136,16 @@ class Keeper:
         signal.signal(signal.SIGTERM, signal.SIG_IGN)
         self.start_supervisor()
         while True:
-            watch = [wake_r] + ([self.ctl] if self.ctl is not None else [])
+            # poll, not select: with many containers our fd numbers pass 1024.
+            poller = select.poll()
+            poller.register(wake_r, select.POLLIN)
+            ctl = self.ctl
+            if ctl is not None:
+                poller.register(ctl, select.POLLIN)
+            ready: list[tuple[int, int]] = []
             with contextlib.suppress(InterruptedError):
-                ready, _, _ = select.select(watch, [], [], 5.0)
-            if self.ctl is not None and self.ctl in ready:
+                ready = poller.poll(5000)
+            if ctl is not None and self.ctl is ctl and any(fd == ctl.fileno() for fd, _ in ready):
                 self.handle_ctl()
             with contextlib.suppress(BlockingIOError):
                 os.read(wake_r, 512)
@@ -149,6 +156,10 @@ class Keeper:
 def main(listen_fd: int, run_supervisor: Callable[[int, int], None]) -> None:
     libc = ctypes.CDLL(None, use_errno=True)
     libc.prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0)
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    os.environ.setdefault("TUIBOX_HOST_NOFILE", f"{soft}:{hard}")  # what containers inherit
+    if soft < hard:  # two pipe ends per container
+        resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
     listen = socket.socket(fileno=listen_fd)
     Keeper(listen, run_supervisor).loop()
     sys.exit(0)

@@ -32,7 +32,7 @@ from ..logs import LogWriter
 from ..models import ContainerConfig, ContainerState
 from ..paths import StatePaths
 from ..runtime.init import InitPlan
-from ..runtime.spawn import spawn
+from ..runtime.spawn import raise_nofile_limit, spawn
 from ..signals import parse_signal
 from . import protocol
 from .keeper import MAX_FDS_PER_MESSAGE
@@ -482,6 +482,10 @@ class Supervisor:
                           "stage": exc.stage}, last=True)
         except TuiboxError as exc:
             client.reply({"error": exc.message, "exit_code": exc.exit_code}, last=True)
+        except Exception as exc:  # a bug must still answer the caller, never hang it
+            log(f"internal error in {op}: {exc!r}")
+            client.reply({"error": f"internal error in the supervisor ({op}): {exc!r}; "
+                                   f"see {self.paths.supervisor_log}"}, last=True)
 
     def op_ping(self, client: Client, msg: dict[str, Any]) -> None:
         client.reply({"ok": True, "pid": os.getpid(), "running": len(self.running)}, last=True)
@@ -696,5 +700,6 @@ def run(root: str, listen_fd: int, ctl_fd: int) -> None:
     from ..runtime import _libc
 
     _libc.prctl(_libc.PR_SET_CHILD_SUBREAPER, 1)
+    raise_nofile_limit()
     gc.freeze()  # forked containers then share the interpreter's pages copy-on-write
     Supervisor(paths, listen, ctl).serve()

@@ -1,0 +1,51 @@
+"""CPU cost of one stats pass over N running containers (issue: resource control).
+
+Usage: python bench/stats_cost.py [N ...]   (default 50 200).  Uses a private state root
+under /tmp and removes everything afterwards.  Reports CPU ms per container per sample
+(process CPU time, so other load on the machine does not count).
+"""
+
+from __future__ import annotations
+
+import shutil
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from tuibox.engine import Engine, RunOptions
+
+
+def main(counts: list[int]) -> None:
+    root = Path(tempfile.mkdtemp(prefix="tuibox-bench-"))
+    engine = Engine(root / "root")
+    from tests.imagefixtures import busybox_rootfs
+
+    rootfs = busybox_rootfs(root / "rootfs")
+    engine.images.import_image(rootfs, ref="busybox:latest")
+    try:
+        running = 0
+        for n in sorted(counts):
+            while running < n:
+                engine.run(RunOptions(image="busybox", command=["sleep", "3600"]))
+                running += 1
+            engine.stats()
+            passes = 20
+            cpu0, wall0 = time.process_time(), time.perf_counter()
+            for _ in range(passes):
+                samples = engine.stats()
+            cpu = (time.process_time() - cpu0) / passes
+            wall = (time.perf_counter() - wall0) / passes
+            assert len(samples) == n
+            print(f"N={n:5d}  one pass: {cpu * 1000:7.1f} ms CPU ({wall * 1000:7.1f} ms wall)"
+                  f"  = {cpu * 1000 / n:.3f} ms CPU per container per sample;"
+                  f" at 1 Hz that is {cpu * 100:.1f} % of one core")
+    finally:
+        for c in engine.list(all=True):
+            engine.remove(c.id, force=True)
+        engine.shutdown(force=True)
+        shutil.rmtree(root, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main([int(a) for a in sys.argv[1:]] or [50, 200])
