@@ -440,3 +440,49 @@ def cmd_stats(engine: Engine, args: argparse.Namespace) -> int:
             sys.stdout.flush()
     except KeyboardInterrupt:
         return 0
+
+
+def cmd_exec(engine: Engine, args: argparse.Namespace) -> int:
+    import os
+
+    from ..engine.runtime.exec import start_exec
+
+    command = list(args.command)
+    if command and command[0] == "--":
+        command = command[1:]
+    plan = engine.exec_plan(args.container, command, env=[_env_entry(e, os.environ)
+                                                          for e in args.env],
+                            user=args.user, workdir=args.workdir,
+                            tty=args.tty, stdin=args.interactive, privileged=args.privileged)
+    if args.tty:
+        from .tty import winsize
+
+        plan.winsize = winsize(sys.stdin.fileno())
+    if args.detach:
+        if os.fork() == 0:  # the command outlives us, as docker exec -d
+            os.setsid()
+            try:
+                proc = start_exec(plan)
+                os.waitpid(proc.helper, 0)
+            finally:
+                os._exit(0)
+        return 0
+    proc = start_exec(plan)
+    if proc.pty_master >= 0:
+        from .tty import relay_pty
+
+        exited: list[int] = []
+
+        def done() -> bool:
+            pid, status = os.waitpid(proc.helper, os.WNOHANG)
+            if pid:
+                exited.append(status)
+            return bool(pid)
+
+        relay_pty(proc.pty_master, done=done)
+        os.close(proc.pty_master)
+        status = exited[0] if exited else os.waitpid(proc.helper, 0)[1]
+    else:
+        signal.signal(signal.SIGINT, lambda s, f: os.kill(proc.helper, s))
+        status = os.waitpid(proc.helper, 0)[1]
+    return os.waitstatus_to_exitcode(status) & 0xFF

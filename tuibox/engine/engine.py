@@ -35,6 +35,7 @@ from .signals import parse_signal
 if TYPE_CHECKING:
     from .images import ImageStore
     from .logs import LogEntry
+    from .runtime.exec import ExecPlan
     from .stats import StatsSampler
     from .supervisor.client import Connection, SupervisorClient
 
@@ -308,6 +309,34 @@ class Engine:
         if not c.state.running:
             raise Conflict(f"Container {c.id} is not running")
         return processes(detect_driver().pids(c.state.cgroup))
+
+    # ------------------------------------------------------------------ exec
+
+    def exec_plan(self, ref: str, args: builtins.list[str], *,
+                  env: builtins.list[str] | None = None, user: str | None = None,
+                  workdir: str | None = None, tty: bool = False, stdin: bool = False,
+                  privileged: bool = False) -> ExecPlan:
+        """What ``exec`` runs; the caller forks it with ``runtime.exec.start_exec`` from a
+        single-threaded process (the CLI; the dashboard runs the CLI)."""
+        from .cgroups import detect_driver
+        from .runtime.exec import ExecPlan
+        from .runtime.spec import merge_env
+
+        c = self.get(ref)
+        st = c.state
+        if not st.running or st.restarting or not st.pid:
+            raise Conflict(f"container {c.id} is not running")
+        if st.paused:
+            raise Conflict(f"container {c.id} is paused, unpause the container before exec")
+        if not args:
+            raise InvalidArgument("no command given to exec")
+        extra = ["TERM=xterm"] if tty else []
+        return ExecPlan(pid=st.pid, args=args,
+                        env=merge_env(c.config.process.env, extra, env or []),
+                        cwd=workdir or c.config.process.cwd,
+                        user=user if user is not None else c.config.process.user,
+                        tty=tty, stdin=stdin, privileged=privileged,
+                        cgroup_procs=detect_driver().procs_files(st.cgroup))
 
     def containers_using(self, image_id: str) -> builtins.list[str]:
         return [c.id[:12] for c in self.list(all=True) if c.config.image_id == image_id]
