@@ -14,7 +14,8 @@ def run_output(engine: Engine, *command: str, **opts: object) -> tuple[int, str,
     """Run a container in the foreground and collect its output and exit code."""
     from tuibox.engine.supervisor import protocol
 
-    config = engine.create(RunOptions(image="busybox", command=list(command), **opts))
+    opts.setdefault("image", "busybox")
+    config = engine.create(RunOptions(command=list(command), **opts))  # type: ignore[arg-type]
     conn = engine.start_attached(config.id)
     out, err, code = b"", b"", -1
     try:

@@ -46,6 +46,11 @@ def _run_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument("--log-opt", action="append", default=[], help="log driver options")
     p.add_argument("--ulimit", action="append", default=[], help="ulimit options")
     p.add_argument("--read-only", action="store_true", help="mount the root filesystem read-only")
+    p.add_argument("-v", "--volume", action="append", default=[],
+                   help="bind mount a host path or a named volume: SRC:DST[:ro]")
+    p.add_argument("--mount", action="append", default=[],
+                   help="type=bind|volume|tmpfs,source=…,target=…[,readonly]")
+    p.add_argument("--tmpfs", action="append", default=[], help="mount a tmpfs: DST[:options]")
     _resource_flags(p, run=True)
     p.add_argument("image")
     p.add_argument("command", nargs=argparse.REMAINDER)
@@ -171,6 +176,18 @@ def build_parser() -> ArgumentParser:
     p.add_argument("containers", nargs="*")
     p = verb("top", c.cmd_top, "the processes of a container")
     p.add_argument("container")
+
+    p = verb("volume", c.cmd_volume, "manage volumes: create ls inspect rm prune")
+    p.add_argument("action", choices=["create", "ls", "list", "inspect", "rm", "remove",
+                                      "prune"])
+    p.add_argument("-q", "--quiet", action="store_true")
+    p.add_argument("-f", "--force", action="store_true")
+    p.add_argument("-a", "--all", action="store_true", help="prune: named volumes too")
+    p.add_argument("--label", action="append", default=[])
+    p.add_argument("names", nargs="*")
+    p = verb("cp", c.cmd_cp, "copy files between a container and the host")
+    p.add_argument("source", help="CONTAINER:SRC_PATH or a host path")
+    p.add_argument("dest", help="CONTAINER:DEST_PATH or a host path")
 
     p = verb("images", i.cmd_images, "list images")
     p.add_argument("-q", "--quiet", action="store_true")

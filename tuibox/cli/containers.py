@@ -77,7 +77,8 @@ def run_options(args: argparse.Namespace) -> RunOptions:
         restart=args.restart, stop_signal=args.stop_signal, stop_timeout=args.stop_timeout,
         labels=_parse_kv(args.label, "label"), auto_remove=args.rm, network=args.network,
         log_opts=_parse_kv(args.log_opt, "log-opt"), ulimits=args.ulimit,
-        read_only=args.read_only, **_limits(args, run=True))
+        read_only=args.read_only, volumes=args.volume, mounts=args.mount, tmpfs=args.tmpfs,
+        **_limits(args, run=True))
 
 
 def _size(value: str | None, flag: str) -> int | None:
@@ -193,7 +194,8 @@ def cmd_kill(engine: Engine, args: argparse.Namespace) -> int:
 
 
 def cmd_rm(engine: Engine, args: argparse.Namespace) -> int:
-    return _each(args.containers, lambda ref: engine.remove(ref, force=args.force))
+    return _each(args.containers,
+                 lambda ref: engine.remove(ref, force=args.force, volumes=args.volumes))
 
 
 def cmd_wait(engine: Engine, args: argparse.Namespace) -> int:
@@ -486,3 +488,57 @@ def cmd_exec(engine: Engine, args: argparse.Namespace) -> int:
         signal.signal(signal.SIGINT, lambda s, f: os.kill(proc.helper, s))
         status = os.waitpid(proc.helper, 0)[1]
     return os.waitstatus_to_exitcode(status) & 0xFF
+
+
+def cmd_volume(engine: Engine, args: argparse.Namespace) -> int:
+    store = engine.volumes
+    if args.action == "create":
+        if len(args.names) > 1:
+            raise InvalidArgument("volume create takes at most one name")
+        record = store.create(args.names[0] if args.names else None,
+                              labels=_parse_kv(args.label, "label"))
+        _out(record.name)
+        return 0
+    if args.action in ("ls", "list"):
+        volumes = store.list()
+        if args.quiet:
+            for v in volumes:
+                _out(v.name)
+        else:
+            _out(table(["DRIVER", "VOLUME NAME"], [["local", v.name] for v in volumes]))
+        return 0
+    if args.action == "inspect":
+        result = []
+        for name in args.names:
+            v = store.get(name)
+            result.append({"Name": v.name, "Driver": "local", "Scope": "local",
+                           "CreatedAt": v.created.isoformat(), "Labels": v.labels,
+                           "Mountpoint": str(store.data(v.name))})
+        _out(json.dumps(result, indent=4))
+        return 0
+    if args.action in ("rm", "remove"):
+        return _each(args.names, lambda name: store.remove(name, users=engine.volume_users,
+                                                          force=args.force))
+    removed = store.prune(users=engine.volume_users, all=args.all)
+    _out("Deleted Volumes:")
+    for name in removed:
+        _out(name)
+    return 0
+
+
+def cmd_cp(engine: Engine, args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from ..engine.copy import copy_from_container, copy_to_container
+
+    src_ctr, _, src_path = args.source.rpartition(":") if ":" in args.source else ("", "", "")
+    dst_ctr, _, dst_path = args.dest.rpartition(":") if ":" in args.dest else ("", "", "")
+    if src_ctr and dst_ctr:
+        raise InvalidArgument("copying between containers is not supported")
+    if src_ctr:
+        copy_from_container(engine, src_ctr, src_path, Path(args.dest))
+    elif dst_ctr:
+        copy_to_container(engine, Path(args.source), dst_ctr, dst_path)
+    else:
+        raise InvalidArgument("must specify at least one container source")
+    return 0

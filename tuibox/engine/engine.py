@@ -38,6 +38,7 @@ if TYPE_CHECKING:
     from .runtime.exec import ExecPlan
     from .stats import StatsSampler
     from .supervisor.client import Connection, SupervisorClient
+    from .volumes import VolumeStore
 
 VERSION = "0.1.0"
 NETWORK_MODES = ("none", "host")
@@ -69,6 +70,17 @@ class Engine:
 
             self._images = ImageStore(self.paths)
         return self._images
+
+    @property
+    def volumes(self) -> VolumeStore:
+        from .volumes import VolumeStore
+
+        return VolumeStore(self.paths)
+
+    def volume_users(self, name: str) -> builtins.list[str]:
+        """Short ids of the containers that mount volume ``name``."""
+        return [c.id[:12] for c in self.list(all=True)
+                if any(m.type == "volume" and m.source == name for m in c.config.mounts)]
 
     @property
     def supervisor(self) -> SupervisorClient:
@@ -106,9 +118,11 @@ class Engine:
                 f"network mode {opts.network!r} is not available yet: use --network none "
                 f"or --network host")
         from .limits import resources_for
+        from .mounts import materialize, mounts_for
 
         image = self.images.resolve(opts.image)
         resources = resources_for(opts)
+        mounts = mounts_for(opts, image.config)
         restart = parse_restart(opts.restart)
         if restart.name != "no" and opts.auto_remove:
             raise InvalidArgument("conflicting options: cannot specify both --restart and --rm")
@@ -123,6 +137,7 @@ class Engine:
         name = self.containers.reserve_name(opts.name, cid)
         cdir = self.containers.dir(cid)
         try:
+            mounts = materialize(mounts, self.volumes)
             for sub in ("upper", "work", "rootfs"):
                 (cdir / sub).mkdir(parents=True, mode=0o700 if sub == "work" else 0o755)
             config = ContainerConfig(
@@ -134,7 +149,7 @@ class Engine:
                 stop_timeout=opts.stop_timeout, network_mode=opts.network,
                 log_options=log_opts, ulimits=ulimits,
                 layer_dirs=[str(p) for p in self.images.layer_dirs(image)],
-                read_only=opts.read_only, resources=resources)
+                read_only=opts.read_only, resources=resources, mounts=mounts)
             self.containers.write_config(config)
             self.containers.write_state(cid, ContainerState())
         except BaseException:
@@ -205,7 +220,7 @@ class Engine:
             return self.containers.state(cid).exit_code
         return int(self.supervisor.request({"op": "wait", "id": cid})["exit_code"])
 
-    def remove(self, ref: str, *, force: bool = False) -> str:
+    def remove(self, ref: str, *, force: bool = False, volumes: bool = False) -> str:
         cid = self.resolve(ref)
         state = self.containers.state(cid)
         if state.running:
@@ -224,6 +239,11 @@ class Engine:
         detect_driver().remove(cgroup_rel(cid))
         self.containers.remove_files(cid)
         self.containers.emit("destroy", cid, config.name)
+        if volumes:  # rm -v: the container's anonymous volumes go with it
+            for m in config.mounts:
+                if m.type == "volume" and m.anonymous:
+                    with contextlib.suppress(TuiboxError):
+                        self.volumes.remove(m.source, users=self.volume_users)
         return cid
 
     def prune(self) -> builtins.list[str]:

@@ -80,6 +80,27 @@ class Ulimit(Record):
     hard: int
 
 
+class Mount(Record):
+    """A bind mount, a volume or a tmpfs in a container (``-v``, ``--mount``, ``--tmpfs``)."""
+
+    type: Literal["bind", "volume", "tmpfs"]
+    source: str = ""  # host path (bind) or volume name (volume)
+    target: str
+    read_only: bool = False
+    options: str = ""  # tmpfs mount options, e.g. "size=64m,mode=1777"
+    anonymous: bool = False  # a volume made for this container only (``rm -v`` removes it)
+
+
+class VolumeRecord(Record):
+    """A named volume (``volumes/<name>/volume.json``); its data is ``volumes/<name>/_data``."""
+
+    schema_version: int = SCHEMA_VERSION
+    name: str
+    created: datetime
+    labels: dict[str, str] = Field(default_factory=dict)
+    anonymous: bool = False
+
+
 class ProcessSpec(Record):
     """What runs as PID 1, resolved from the image config and the user's flags."""
 
@@ -115,6 +136,7 @@ class ContainerConfig(Record):
     layer_dirs: list[str] = Field(default_factory=list)  # bottom to top
     read_only: bool = False
     resources: Resources = Field(default_factory=Resources)
+    mounts: list[Mount] = Field(default_factory=list)
 
 
 Status = Literal["created", "running", "paused", "restarting", "removing", "exited", "dead"]
@@ -222,6 +244,9 @@ class RunOptions(Record):
     device_read_iops: list[str] = Field(default_factory=list)  # "/dev/sda:1000"
     device_write_iops: list[str] = Field(default_factory=list)
     oom_kill_disable: bool = False
+    volumes: list[str] = Field(default_factory=list)  # -v host:ctr[:ro], -v name:ctr, -v /ctr
+    mounts: list[str] = Field(default_factory=list)  # --mount type=…,source=…,target=…
+    tmpfs: list[str] = Field(default_factory=list)  # --tmpfs /run[:options]
 
 
 class StatsSample(Record):

@@ -46,6 +46,10 @@ class StatePaths:
         return self.root / "names"
 
     @property
+    def volumes(self) -> Path:
+        return self.root / "volumes"
+
+    @property
     def tmp(self) -> Path:
         return self.root / "tmp"
 
@@ -73,6 +77,7 @@ class StatePaths:
         return self.containers / cid
 
     def ensure(self) -> None:
-        for d in (self.root, self.images, self.layers, self.containers, self.names, self.tmp):
+        for d in (self.root, self.images, self.layers, self.containers, self.names, self.tmp,
+                  self.volumes):
             d.mkdir(parents=True, exist_ok=True)
         os.chmod(self.root, 0o711)

@@ -40,6 +40,15 @@ _MACHINE = platform.machine()
 SYS_PIVOT_ROOT = {"x86_64": 155, "aarch64": 41}[_MACHINE]
 SYS_CAPGET = {"x86_64": 125, "aarch64": 90}[_MACHINE]
 SYS_CAPSET = {"x86_64": 126, "aarch64": 91}[_MACHINE]
+SYS_OPEN_TREE = 428  # same number on every architecture (new syscall table)
+SYS_MOVE_MOUNT = 429
+
+AT_FDCWD = -100
+AT_EMPTY_PATH = 0x1000
+AT_RECURSIVE = 0x8000
+OPEN_TREE_CLONE = 1
+OPEN_TREE_CLOEXEC = 0o2000000
+MOVE_MOUNT_F_EMPTY_PATH = 0x4
 
 CLONE_NEWNS = 0x00020000
 CLONE_NEWCGROUP = 0x02000000
@@ -104,6 +113,19 @@ def umount2(target: str, flags: int = 0) -> None:
 
 def pivot_root(new_root: str, put_old: str) -> None:
     _check(_libc.syscall(SYS_PIVOT_ROOT, _b(new_root), _b(put_old)), "pivot_root")
+
+
+def open_tree(path: str, *, recursive: bool) -> int:
+    """A detached copy of the mount at ``path``: attachable later, even after pivot_root."""
+    flags = OPEN_TREE_CLONE | OPEN_TREE_CLOEXEC | (AT_RECURSIVE if recursive else 0)
+    return _check(_libc.syscall(SYS_OPEN_TREE, ctypes.c_int(AT_FDCWD), _b(path),
+                                ctypes.c_uint(flags)), f"open_tree {path}")
+
+
+def move_mount(tree_fd: int, target: str) -> None:
+    _check(_libc.syscall(SYS_MOVE_MOUNT, ctypes.c_int(tree_fd), b"", ctypes.c_int(AT_FDCWD),
+                         _b(target), ctypes.c_uint(MOVE_MOUNT_F_EMPTY_PATH)),
+           f"move_mount {target}")
 
 
 def sethostname(name: str) -> None:

@@ -55,6 +55,15 @@ RLIMITS = {
 }
 
 
+@dataclass(frozen=True)
+class MountSpec:
+    kind: str  # "bind" (also volumes: their _data dir) or "tmpfs"
+    source: str
+    target: str
+    read_only: bool = False
+    options: str = ""
+
+
 @dataclass
 class InitPlan:
     """Everything PID 1 needs, computed by the supervisor before forking."""
@@ -72,6 +81,7 @@ class InitPlan:
     cgroup_binds: list[tuple[str, str]] = field(default_factory=list)  # (name, host dir)
     cap_mask: int = capabilities.DEFAULT_MASK
     cgroup_version: int = 1
+    mounts: list[MountSpec] = field(default_factory=list)
 
 
 class StepFailed(Exception):
@@ -171,15 +181,45 @@ def _mount_sys(plan: InitPlan, rootfs: Path) -> None:
     _libc.mount(None, str(cg), None, _libc.MS_REMOUNT | ro)
 
 
-def _bind_file(src: Path, target: Path) -> None:
-    if not target.exists() and not target.is_symlink():
-        target.parent.mkdir(parents=True, exist_ok=True)
-        target.touch()
-    elif target.is_symlink():
-        # Never follow a symlink from the image onto the host: replace it in the upper dir.
-        target.unlink()
-        target.touch()
-    _libc.mount(str(src), str(target), None, _libc.MS_BIND)
+def _open_sources(plan: InitPlan) -> list[tuple[MountSpec, int]]:
+    """Host-side sources, cloned as detached mounts while the host is still visible.
+
+    They are attached after pivot_root, so every target path is resolved inside the
+    container's root: an image's symlink cannot aim a mount at the host (crun pre-opens
+    its mounts with open_tree the same way).
+    """
+    opened = []
+    for spec in plan.mounts:
+        fd = -1
+        if spec.kind == "bind":
+            fd = _libc.open_tree(spec.source, recursive=os.path.isdir(spec.source))
+        opened.append((spec, fd))
+    return opened
+
+
+def _make_target(target: str, *, directory: bool) -> None:
+    if os.path.islink(target):
+        os.unlink(target)  # an image's symlink: replace it (in the upper dir), never follow
+    if directory:
+        os.makedirs(target, exist_ok=True)
+    elif not os.path.exists(target):
+        os.makedirs(os.path.dirname(target) or "/", exist_ok=True)
+        os.close(os.open(target, os.O_CREAT | os.O_WRONLY | os.O_CLOEXEC, 0o644))
+
+
+def _mount_all(opened: list[tuple[MountSpec, int]]) -> None:
+    for spec, fd in opened:
+        if spec.kind == "tmpfs":
+            _make_target(spec.target, directory=True)
+            _libc.mount("tmpfs", spec.target, "tmpfs", NOSUID | NODEV | NOEXEC,
+                        spec.options or None)
+            continue
+        _make_target(spec.target, directory=stat.S_ISDIR(os.fstat(fd).st_mode))
+        _libc.move_mount(fd, spec.target)
+        os.close(fd)
+        if spec.read_only:
+            _libc.mount(None, spec.target, None,
+                        _libc.MS_BIND | _libc.MS_REMOUNT | _libc.MS_RDONLY | NOSUID | NODEV)
 
 
 def _pivot(rootfs: Path) -> None:
@@ -266,10 +306,17 @@ def _run(plan: InitPlan, err_fd: int) -> None:
     _step("mount /proc", lambda: _mount_proc(rootfs))
     _step("mount /dev", lambda: _mount_dev(rootfs))
     _step("mount /sys", lambda: _mount_sys(plan, rootfs))
-    for name in ("hostname", "hosts", "resolv.conf"):
-        _step(f"mount /etc/{name}", functools.partial(
-            _bind_file, plan.container_dir / name, rootfs / "etc" / name))
+    etc = [MountSpec("bind", str(plan.container_dir / name), f"/etc/{name}", plan.read_only)
+           for name in ("hostname", "hosts", "resolv.conf")]
+    plan.mounts = etc + plan.mounts
+    opened: list[tuple[MountSpec, int]] = []
+
+    def sources() -> None:
+        opened.extend(_open_sources(plan))
+
+    _step("mount sources", sources)
     _step("pivot_root", lambda: _pivot(rootfs))
+    _step("mounts", functools.partial(_mount_all, opened))
     _step("mask paths", _mask_and_protect)
     if plan.read_only:
         _step("read-only rootfs", lambda: _libc.mount(

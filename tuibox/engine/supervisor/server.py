@@ -29,9 +29,9 @@ from ..cgroups import detect_driver
 from ..containers import ContainerStore, now, write_etc_files
 from ..errors import RecordError, SetupError, TuiboxError
 from ..logs import LogWriter
-from ..models import ContainerConfig, ContainerState
+from ..models import ContainerConfig, ContainerState, Mount
 from ..paths import StatePaths
-from ..runtime.init import InitPlan
+from ..runtime.init import InitPlan, MountSpec
 from ..runtime.spawn import raise_nofile_limit, spawn
 from ..signals import parse_signal
 from . import protocol
@@ -281,7 +281,8 @@ class Supervisor:
             hostname=config.hostname, new_net=config.network_mode != "host",
             read_only=config.read_only,
             ulimits=[(u.name, u.soft, u.hard) for u in config.ulimits],
-            cgroup_binds=self.driver.bind_dirs(rel), cgroup_version=self.driver.version)
+            cgroup_binds=self.driver.bind_dirs(rel), cgroup_version=self.driver.version,
+            mounts=[self._mount_spec(m) for m in config.mounts])
         try:
             spawned = spawn(plan, cgroup_procs=self.driver.procs_files(rel))
         except SetupError as exc:
@@ -322,6 +323,12 @@ class Supervisor:
         self.store.update_state(cid, started)
         self.store.emit("start", cid, config.name)
         return spawned.pid
+
+    def _mount_spec(self, m: Mount) -> MountSpec:
+        if m.type == "tmpfs":
+            return MountSpec("tmpfs", "", m.target, False, m.options)
+        source = m.source if m.type == "bind" else str(self.paths.volumes / m.source / "_data")
+        return MountSpec("bind", source, m.target, m.read_only)
 
     def pump(self, cid: str, stream: str | None = None) -> None:
         run = self.running.get(cid)
