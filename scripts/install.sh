@@ -6,7 +6,9 @@ cd "$(dirname "$0")/.."
 
 packages="busybox-static ca-certificates"
 if [ "${1:-}" = "--test" ]; then
-    packages="$packages skopeo tmux"
+    # docker-registry + apache2-utils (htpasswd) + openssl: the loopback registries the
+    # pull tests start; skopeo fills them; tmux drives the dashboard end to end.
+    packages="$packages skopeo tmux docker-registry apache2-utils openssl"
 fi
 missing=""
 for p in $packages; do
@@ -15,9 +17,18 @@ done
 python3 -c 'import venv, ensurepip' 2>/dev/null || missing="$missing python3-venv python3-pip"
 if [ -n "$missing" ]; then
     export DEBIAN_FRONTEND=noninteractive
+    # Packages like docker-registry would start a service on *:5000 when installed; a
+    # temporary policy-rc.d (exit 101) stops that: the tests start their own, on loopback.
+    added_policy=0
+    if [ ! -e /usr/sbin/policy-rc.d ]; then
+        printf '#!/bin/sh\nexit 101\n' > /usr/sbin/policy-rc.d
+        chmod +x /usr/sbin/policy-rc.d
+        added_policy=1
+    fi
     apt-get update -q
     # shellcheck disable=SC2086
     apt-get install -y -q --no-install-recommends $missing
+    [ "$added_policy" = 1 ] && rm -f /usr/sbin/policy-rc.d
 fi
 
 python3 -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else 1)' || {

@@ -28,7 +28,12 @@ class ArgumentParser(argparse.ArgumentParser):
 
 
 def _run_flags(p: argparse.ArgumentParser) -> None:
+    from .registry import add_run_pull_flags
+
     p.add_argument("-d", "--detach", action="store_true", help="run in the background")
+    p.add_argument("-i", "--interactive", action="store_true", help="keep stdin open")
+    p.add_argument("-t", "--tty", action="store_true", help="allocate a pseudo-TTY")
+    p.add_argument("--detach-keys", default="ctrl-p,ctrl-q", help="keys to detach")
     p.add_argument("--rm", action="store_true", help="remove the container when it exits")
     p.add_argument("--name", help="assign a name to the container")
     p.add_argument("-e", "--env", action="append", default=[], help="set environment variables")
@@ -51,6 +56,7 @@ def _run_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument("--mount", action="append", default=[],
                    help="type=bind|volume|tmpfs,source=…,target=…[,readonly]")
     p.add_argument("--tmpfs", action="append", default=[], help="mount a tmpfs: DST[:options]")
+    add_run_pull_flags(p)
     _resource_flags(p, run=True)
     p.add_argument("image")
     p.add_argument("command", nargs=argparse.REMAINDER)
@@ -86,6 +92,7 @@ def _resource_flags(p: argparse.ArgumentParser, *, run: bool) -> None:
 def build_parser() -> ArgumentParser:
     from . import containers as c
     from . import images as i
+    from . import registry as r
 
     parser = ArgumentParser(prog="tuibox", add_help=False,
                             description="Containers you can see. With no command: the dashboard.")
@@ -103,13 +110,19 @@ def build_parser() -> ArgumentParser:
     verb("info", c.cmd_info, "system-wide information").add_argument("-f", "--format")
     verb("version", c.cmd_version, "show the version").add_argument("-f", "--format")
 
-    p = verb("run", c.cmd_run, "create and run a new container from an image")
+    p = verb("run", r.with_pull(c.cmd_run), "create and run a new container from an image")
     _run_flags(p)
-    p = verb("create", c.cmd_create, "create a new container")
+    p = verb("create", r.with_pull(c.cmd_create), "create a new container")
     _run_flags(p)
     p = verb("start", c.cmd_start, "start one or more stopped containers")
     p.add_argument("-a", "--attach", action="store_true", help="attach stdout/stderr")
+    p.add_argument("-i", "--interactive", action="store_true", help="attach stdin")
+    p.add_argument("--detach-keys", default="ctrl-p,ctrl-q", help="keys to detach")
     p.add_argument("containers", nargs="+")
+    p = verb("attach", c.cmd_attach, "attach to a running container's stdio")
+    p.add_argument("--no-stdin", action="store_true", help="do not attach stdin")
+    p.add_argument("--detach-keys", default="ctrl-p,ctrl-q", help="keys to detach")
+    p.add_argument("container")
     for name, handler, text in (("stop", c.cmd_stop, "stop one or more running containers"),
                                 ("restart", c.cmd_restart, "restart one or more containers")):
         p = verb(name, handler, text)
@@ -212,6 +225,7 @@ def build_parser() -> ArgumentParser:
     p = verb("tag", i.cmd_tag, "create a tag that refers to an image")
     p.add_argument("source")
     p.add_argument("target")
+    r.add_verbs(verb)
     return parser
 
 

@@ -77,7 +77,8 @@ def run_options(args: argparse.Namespace) -> RunOptions:
         restart=args.restart, stop_signal=args.stop_signal, stop_timeout=args.stop_timeout,
         labels=_parse_kv(args.label, "label"), auto_remove=args.rm, network=args.network,
         log_opts=_parse_kv(args.log_opt, "log-opt"), ulimits=args.ulimit,
-        read_only=args.read_only, volumes=args.volume, mounts=args.mount, tmpfs=args.tmpfs,
+        read_only=args.read_only, tty=args.tty, interactive=args.interactive,
+        volumes=args.volume, mounts=args.mount, tmpfs=args.tmpfs,
         **_limits(args, run=True))
 
 
@@ -121,12 +122,30 @@ def cmd_run(engine: Engine, args: argparse.Namespace) -> int:
         _out(engine.run(opts).id)
         return 0
     config = engine.create(opts)
-    return _attach_and_wait(engine, config.id, remove_on_failure=opts.auto_remove)
+    return _attach_and_wait(engine, config.id, remove_on_failure=opts.auto_remove,
+                            stdin=opts.interactive, tty=opts.tty, detach_keys=args.detach_keys)
 
 
-def _attach_and_wait(engine: Engine, cid: str, *, remove_on_failure: bool = False) -> int:
+def _attach_and_wait(engine: Engine, cid: str, *, remove_on_failure: bool = False,
+                     stdin: bool = False, tty: bool = False,
+                     detach_keys: str = "ctrl-p,ctrl-q") -> int:
     from ..engine.supervisor import protocol
 
+    if stdin or tty:
+        from .attach import DETACHED, parse_detach_keys, session, terminal_size
+
+        keys = parse_detach_keys(detach_keys)
+        try:
+            conn = engine.start_attached(cid, stdin=stdin, size=terminal_size() if tty else None)
+        except TuiboxError:
+            if remove_on_failure:
+                engine.remove(cid, force=True)
+            raise
+        try:
+            code = session(conn, stdin=stdin, tty=tty, detach_keys=keys)
+        finally:
+            conn.close()
+        return 0 if code == DETACHED else code
     try:
         conn = engine.start_attached(cid)
     except TuiboxError:
@@ -163,7 +182,10 @@ def cmd_start(engine: Engine, args: argparse.Namespace) -> int:
     if args.attach:
         if len(args.containers) > 1:
             raise InvalidArgument("you cannot start and attach multiple containers at once")
-        return _attach_and_wait(engine, engine.resolve(args.containers[0]))
+        cid = engine.resolve(args.containers[0])
+        config = engine.containers.config(cid)
+        return _attach_and_wait(engine, cid, stdin=args.interactive and config.process.open_stdin,
+                                tty=config.process.tty, detach_keys=args.detach_keys)
     return _each(args.containers, lambda ref: engine.start(ref))
 
 
@@ -542,3 +564,19 @@ def cmd_cp(engine: Engine, args: argparse.Namespace) -> int:
     else:
         raise InvalidArgument("must specify at least one container source")
     return 0
+
+
+def cmd_attach(engine: Engine, args: argparse.Namespace) -> int:
+    from .attach import DETACHED, parse_detach_keys, session, terminal_size
+
+    cid = engine.resolve(args.container)
+    config = engine.containers.config(cid)
+    stdin = not args.no_stdin and (config.process.open_stdin or config.process.tty)
+    conn = engine.attach(cid, stdin=stdin,
+                         size=terminal_size() if config.process.tty else None)
+    try:
+        code = session(conn, stdin=stdin, tty=config.process.tty,
+                       detach_keys=parse_detach_keys(args.detach_keys))
+    finally:
+        conn.close()
+    return 0 if code == DETACHED else code

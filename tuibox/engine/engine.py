@@ -34,7 +34,9 @@ from .signals import parse_signal
 
 if TYPE_CHECKING:
     from .images import ImageStore
+    from .images.registry.progress import ProgressCallback
     from .logs import LogEntry
+    from .models import ImageRecord
     from .runtime.exec import ExecPlan
     from .stats import StatsSampler
     from .supervisor.client import Connection, SupervisorClient
@@ -117,10 +119,11 @@ class Engine:
             raise InvalidArgument(
                 f"network mode {opts.network!r} is not available yet: use --network none "
                 f"or --network host")
+        from .images.registry.policy import ensure_image
         from .limits import resources_for
         from .mounts import materialize, mounts_for
 
-        image = self.images.resolve(opts.image)
+        image = ensure_image(self.images, opts.image, policy=opts.pull)
         resources = resources_for(opts)
         mounts = mounts_for(opts, image.config)
         restart = parse_restart(opts.restart)
@@ -168,12 +171,28 @@ class Engine:
         reply = self.supervisor.request({"op": "start", "id": cid})
         return int(reply["pid"])
 
-    def start_attached(self, ref: str) -> Connection:
-        """Start and stream the container's output: frames until ``{"exit": code}``."""
+    def start_attached(self, ref: str, *, stdin: bool = False,
+                       size: tuple[int, int] | None = None) -> Connection:
+        """Start and stream the container's output: frames until ``{"exit": code}``.
+
+        With ``stdin``, ``KIND_STDIN`` frames sent on the connection reach the container;
+        ``size`` (rows, cols) sizes its TTY before the command runs."""
+        return self._attach_request({"op": "start", "attach": True}, ref, stdin, size)
+
+    def attach(self, ref: str, *, stdin: bool = True,
+               size: tuple[int, int] | None = None) -> Connection:
+        """Stream a running container's output (and feed its stdin): ``docker attach``."""
+        return self._attach_request({"op": "attach"}, ref, stdin, size)
+
+    def _attach_request(self, message: dict[str, Any], ref: str, stdin: bool,
+                        size: tuple[int, int] | None) -> Connection:
         cid = self.resolve(ref)
         conn = self.supervisor.connect()
+        request = {**message, "id": cid, "stdin": stdin}
+        if size:
+            request.update(rows=size[0], cols=size[1])
         try:
-            conn.send({"op": "start", "id": cid, "attach": True})
+            conn.send(request)
             conn.reply()
         except BaseException:
             conn.close()
@@ -229,6 +248,8 @@ class Engine:
                     f"You cannot remove a {state.status} container {cid}. Stop the container "
                     f"before attempting removal or force remove")
             self.supervisor.request({"op": "stop", "id": cid, "timeout": 0, "signal": "KILL"})
+            if not self.containers.dir(cid).exists():
+                return cid  # it had --rm: the supervisor removed it as it exited
         if self.supervisor.running():
             self.supervisor.request({"op": "forget", "id": cid})
         config = self.containers.config(cid)
@@ -456,6 +477,24 @@ class Engine:
         return {"Version": VERSION, "Os": "linux", "Arch": platform.machine(),
                 "KernelVersion": platform.release(),
                 "PythonVersion": platform.python_version()}
+
+    # ------------------------------------------------------------------ registries
+
+    def pull(self, ref: str, *, platform: str | None = None,
+             progress: ProgressCallback | None = None,
+             insecure: builtins.list[str] | None = None) -> ImageRecord:
+        """``docker pull``: fetch ``ref`` from its registry into the image store."""
+        from .images.registry.pull import pull
+
+        return pull(self.images, ref, platform=platform, progress=progress,
+                    insecure=insecure or ())
+
+    def push(self, ref: str, *, progress: ProgressCallback | None = None,
+             insecure: builtins.list[str] | None = None) -> str:
+        """``docker push``: upload the local image ``ref``; returns the manifest digest."""
+        from .images.registry.push import push
+
+        return push(self.images, ref, progress=progress, insecure=insecure or ())
 
     def shutdown(self, *, force: bool = False) -> None:
         """Stop this root's supervisor (containers must be stopped unless ``force``)."""

@@ -12,6 +12,8 @@ The tree::
     │   └── UnsafeLayer             a layer tar entry that would write outside the layer
     ├── SetupError                  a container failed to start; names the step
     ├── SupervisorError             the supervisor could not be reached or started
+    ├── RegistryError               a registry refused, failed or could not be reached
+    │   └── RegistryAuthError       missing or wrong credentials, or a token was refused
     └── RecordError                 a state record on disk cannot be read
 
 Each error carries the docker-compatible process exit code the CLI should use.
@@ -79,6 +81,14 @@ class SetupError(TuiboxError):
 
 class SupervisorError(TuiboxError):
     """The supervisor could not be reached, started or understood."""
+
+
+class RegistryError(TuiboxError):
+    """A registry request failed: unreachable, unknown repository/tag, bad answer."""
+
+
+class RegistryAuthError(RegistryError):
+    """The registry (or its token server) refused our credentials or anonymous access."""
 
 
 class RecordError(TuiboxError):

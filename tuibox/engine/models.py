@@ -244,6 +244,9 @@ class RunOptions(Record):
     device_read_iops: list[str] = Field(default_factory=list)  # "/dev/sda:1000"
     device_write_iops: list[str] = Field(default_factory=list)
     oom_kill_disable: bool = False
+    pull: Literal["missing", "always", "never"] = "missing"  # run --pull
+    tty: bool = False  # -t
+    interactive: bool = False  # -i
     volumes: list[str] = Field(default_factory=list)  # -v host:ctr[:ro], -v name:ctr, -v /ctr
     mounts: list[str] = Field(default_factory=list)  # --mount type=…,source=…,target=…
     tmpfs: list[str] = Field(default_factory=list)  # --tmpfs /run[:options]

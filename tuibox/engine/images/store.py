@@ -63,6 +63,47 @@ class _Prepared:
     config: bytes
     record: ImageRecord
     refs: list[str]
+    repo_digests: list[str] = field(default_factory=list)  # "busybox@sha256:…" (pull)
+
+
+class StoreTransaction:
+    """Adds blobs and layers, then commits images; see ``ImageStore.transaction``.
+
+    Safe to use from several threads at once (a pull unpacks layers in parallel).
+    """
+
+    def __init__(self, store: ImageStore, created: _Created) -> None:
+        self._store = store
+        self._created = created
+
+    def adopt_blob(self, path: Path, digest: str) -> None:
+        """Move ``path`` (under the store's tmp, already verified as ``digest``) in."""
+        if self._store.blobs.exists(digest):
+            path.unlink()
+            return
+        self._created.blobs.add(digest)
+        self._store.blobs.adopt(path, digest)
+
+    def add_layer(self, *, chain_id: str, parent: str | None, diff_id: str,
+                  blob_path: Path, blob_digest: str, blob_size: int) -> bool:
+        """Unpack ``blob_path`` as ``chain_id``, verifying its DiffID (see LayerStore)."""
+        made = self._store.layer_store.create(
+            chain_id=chain_id, parent=parent, diff_id=diff_id, blob_path=blob_path,
+            blob_digest=blob_digest, blob_size=blob_size)
+        if made:
+            self._created.layers.add(chain_id)
+        return made
+
+    def commit(self, config: bytes, *, refs: list[str],
+               repo_digests: list[str]) -> ImageRecord:
+        """Make the image whose config is ``config`` visible (all its layers must exist)."""
+        record = record_from_config(config, sha256_bytes(config))
+        for chain_id in record.chain_ids:
+            if not self._store.layer_store.exists(chain_id):
+                raise ImageError(f"layer {chain_id} was not unpacked")
+        (committed,) = self._store._commit(
+            [_Prepared(config, record, refs, repo_digests)], self._created)
+        return committed
 
 
 class ImageStore:
@@ -220,6 +261,8 @@ class ImageStore:
                     record.repo_digests = self._read_record(path).repo_digests
                 except RecordError:
                     created.records.add(record.id)
+                record.repo_digests += [d for d in item.repo_digests
+                                        if d not in record.repo_digests]
                 write_record(path, record)
                 touched.add(record.id)
                 for ref in item.refs:
@@ -232,6 +275,16 @@ class ImageStore:
         for record in records:
             record.repo_tags = tags.get(record.id, [])
         return records
+
+    @contextlib.contextmanager
+    def transaction(self) -> Iterator[StoreTransaction]:
+        """Add to the store piecewise (a pull); on failure, what it added is removed."""
+        with self._adding() as created:
+            yield StoreTransaction(self, created)
+
+    def manifest_bytes(self, record: ImageRecord) -> bytes:
+        """The image's canonical OCI manifest (what ``save`` writes and ``push`` sends)."""
+        return self._manifest(record)
 
     # -- load ---------------------------------------------------------------------------
 

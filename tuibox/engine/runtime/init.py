@@ -9,6 +9,7 @@ how the supervisor learns the start worked.
 
 from __future__ import annotations
 
+import array
 import errno
 import fcntl
 import functools
@@ -18,6 +19,7 @@ import resource
 import socket
 import stat
 import struct
+import termios
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -82,6 +84,10 @@ class InitPlan:
     cap_mask: int = capabilities.DEFAULT_MASK
     cgroup_version: int = 1
     mounts: list[MountSpec] = field(default_factory=list)
+    tty: bool = False
+    open_stdin: bool = False
+    pty_sock: int = -1  # with a TTY: where the pty master goes (to the supervisor)
+    winsize: bytes = b""
 
 
 class StepFailed(Exception):
@@ -231,6 +237,20 @@ def _pivot(rootfs: Path) -> None:
     os.chdir("/")
 
 
+def _open_console(rootfs: Path, plan: InitPlan) -> int:
+    """A pty from the container's own devpts; the master goes to the supervisor."""
+    master = os.open(rootfs / "dev/pts/ptmx", os.O_RDWR | os.O_NOCTTY | os.O_CLOEXEC)
+    fcntl.ioctl(master, 0x40045431, array.array("i", [0]))  # TIOCSPTLCK: unlock
+    num = array.array("i", [0])
+    fcntl.ioctl(master, 0x80045430, num)  # TIOCGPTN
+    slave = os.open(rootfs / f"dev/pts/{num[0]}", os.O_RDWR | os.O_NOCTTY)
+    if plan.winsize:
+        fcntl.ioctl(slave, termios.TIOCSWINSZ, plan.winsize)
+    socket.send_fds(socket.socket(fileno=os.dup(plan.pty_sock)), [b"pty"], [master])
+    os.close(master)
+    return slave
+
+
 def _mask_and_protect() -> None:
     for path in MASKED_PATHS:
         try:
@@ -305,6 +325,14 @@ def _run(plan: InitPlan, err_fd: int) -> None:
     _step("mount rootfs", lambda: _mount_overlay(plan, rootfs))
     _step("mount /proc", lambda: _mount_proc(rootfs))
     _step("mount /dev", lambda: _mount_dev(rootfs))
+    slave = -1
+    if plan.tty:
+
+        def console() -> None:
+            nonlocal slave
+            slave = _open_console(rootfs, plan)
+
+        _step("tty", console)
     _step("mount /sys", lambda: _mount_sys(plan, rootfs))
     etc = [MountSpec("bind", str(plan.container_dir / name), f"/etc/{name}", plan.read_only)
            for name in ("hostname", "hosts", "resolv.conf")]
@@ -352,6 +380,16 @@ def _run(plan: InitPlan, err_fd: int) -> None:
 
     _step("exec", _find)
     os.umask(0o022)
+    if slave >= 0:
+
+        def controlling_tty() -> None:
+            os.setsid()
+            fcntl.ioctl(slave, termios.TIOCSCTTY, 0)
+            for fd in (0, 1, 2):
+                os.dup2(slave, fd)
+            os.close(slave)
+
+        _step("tty", controlling_tty)
 
     def _identity() -> None:
         capabilities.drop_bounding_set(plan.cap_mask)

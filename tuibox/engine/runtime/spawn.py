@@ -54,8 +54,10 @@ def raise_nofile_limit() -> None:
 @dataclass(frozen=True)
 class Spawned:
     pid: int  # host pid of the container's PID 1
-    stdout: int  # read ends, non-blocking
+    stdout: int  # read ends, non-blocking (-1 with a TTY)
     stderr: int
+    stdin: int = -1  # write end of the container's stdin pipe (-i without -t)
+    pty_master: int = -1  # with a TTY: the pty master, all stdio goes through it
 
 
 def _reset_signals() -> None:
@@ -69,7 +71,7 @@ def _reset_signals() -> None:
 
 
 def _first_child(plan: InitPlan, flags: int, sync: socket.socket, out_w: int, err_w: int,
-                 exec_w: int) -> None:
+                 exec_w: int, in_r: int) -> None:
     """C1: wait until the parent placed us in the cgroup, unshare, fork PID 1."""
     stage = "stdio"
     try:
@@ -77,8 +79,7 @@ def _first_child(plan: InitPlan, flags: int, sync: socket.socket, out_w: int, er
         # The supervisor raised its own open-files limit to hold many containers' pipes;
         # the container gets the limit the supervisor was started with (the host's).
         resource.setrlimit(resource.RLIMIT_NOFILE, INHERITED_NOFILE)
-        devnull = os.open("/dev/null", os.O_RDONLY)
-        os.dup2(devnull, 0)
+        os.dup2(in_r if in_r >= 0 else os.open("/dev/null", os.O_RDONLY), 0)
         os.dup2(out_w, 1)
         os.dup2(err_w, 2)
         os.setsid()
@@ -125,18 +126,29 @@ def spawn(plan: InitPlan, *, cgroup_procs: list[Path]) -> Spawned:
     flags = BASE_NAMESPACES | (_libc.CLONE_NEWNET if plan.new_net else 0)
     out_r, out_w = _pipe()
     err_r, err_w = _pipe()
+    in_r, in_w = os.pipe2(os.O_CLOEXEC) if plan.open_stdin and not plan.tty else (-1, -1)
     exec_r, exec_w = os.pipe2(os.O_CLOEXEC)
     parent_sync, child_sync = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+    parent_pty, child_pty = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET) \
+        if plan.tty else (None, None)
+    plan.pty_sock = child_pty.fileno() if child_pty is not None else -1
     c1 = os.fork()
     if c1 == 0:
         parent_sync.close()
-        for fd in (out_r, err_r, exec_r):
-            os.close(fd)
-        _first_child(plan, flags, child_sync, out_w, err_w, exec_w)
+        if parent_pty is not None:
+            parent_pty.close()
+        for fd in (out_r, err_r, exec_r, in_w):
+            if fd >= 0:
+                os.close(fd)
+        _first_child(plan, flags, child_sync, out_w, err_w, exec_w, in_r)
     child_sync.close()
-    for fd in (out_w, err_w, exec_w):
-        os.close(fd)
+    if child_pty is not None:
+        child_pty.close()
+    for fd in (out_w, err_w, exec_w, in_r):
+        if fd >= 0:
+            os.close(fd)
     pid = 0
+    master = -1
     try:
         try:
             for procs in cgroup_procs:
@@ -148,6 +160,10 @@ def spawn(plan: InitPlan, *, cgroup_procs: list[Path]) -> Spawned:
         raw = parent_sync.recv(32)
         pid = int(raw) if raw else 0
         os.waitpid(c1, 0)
+        if parent_pty is not None:
+            with contextlib.suppress(OSError):
+                _, fds, _, _ = socket.recv_fds(parent_pty, 16, 1)
+                master = fds[0] if fds else -1
         try:
             report = _read_report(exec_r)
         except TimeoutError:
@@ -168,12 +184,24 @@ def spawn(plan: InitPlan, *, cgroup_procs: list[Path]) -> Spawned:
             os.kill(c1, signal.SIGKILL)
         with contextlib.suppress(ChildProcessError):
             os.waitpid(c1, 0)
-        os.close(out_r)
-        os.close(err_r)
+        for fd in (out_r, err_r, in_w, master):
+            if fd >= 0:
+                os.close(fd)
         raise
     finally:
         os.close(exec_r)
         parent_sync.close()
-    os.set_blocking(out_r, False)
-    os.set_blocking(err_r, False)
-    return Spawned(pid=pid, stdout=out_r, stderr=err_r)
+        if parent_pty is not None:
+            parent_pty.close()
+    if plan.tty:
+        # All output goes through the pty; the pipes only ever see EOF.
+        os.close(out_r)
+        os.close(err_r)
+        out_r = err_r = -1
+        os.set_blocking(master, False)
+    else:
+        os.set_blocking(out_r, False)
+        os.set_blocking(err_r, False)
+    if in_w >= 0:
+        os.set_blocking(in_w, False)
+    return Spawned(pid=pid, stdout=out_r, stderr=err_r, stdin=in_w, pty_master=master)

@@ -32,9 +32,11 @@ def build_process(image: ImageConfig, opts: RunOptions, hostname: str) -> Proces
     args = entrypoint + cmd
     if not args:
         raise InvalidArgument("no command specified")
-    env = merge_env([DEFAULT_PATH, f"HOSTNAME={hostname}"], image.Env, opts.env)
+    base = [DEFAULT_PATH, f"HOSTNAME={hostname}"] + (["TERM=xterm"] if opts.tty else [])
+    env = merge_env(base, image.Env, opts.env)
     return ProcessSpec(args=args, env=env, cwd=opts.workdir or image.WorkingDir or "/",
-                       user=opts.user if opts.user is not None else image.User)
+                       user=opts.user if opts.user is not None else image.User,
+                       tty=opts.tty, open_stdin=opts.interactive)
 
 
 def parse_restart(value: str) -> RestartPolicy:

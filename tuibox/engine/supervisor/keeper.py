@@ -95,6 +95,13 @@ class Keeper:
             self.store[msg["cid"]] = (msg["streams"], fds)
         elif op == "drop":
             self._drop(msg["cid"])
+        elif op == "drop_stream":  # e.g. stdin closed: our copy must not keep it open
+            names, held = self.store.get(msg["cid"], ([], []))
+            if msg["stream"] in names:
+                i = names.index(msg["stream"])
+                with contextlib.suppress(OSError):
+                    os.close(held[i])
+                del names[i], held[i]
         elif op == "shutdown":
             self.shutting_down = True
 

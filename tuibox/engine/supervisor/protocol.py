@@ -16,6 +16,7 @@ from typing import Any
 KIND_JSON = 0
 KIND_STDOUT = 1
 KIND_STDERR = 2
+KIND_STDIN = 3  # client → supervisor: bytes for an attached container's stdin
 STREAM_KINDS = {"stdout": KIND_STDOUT, "stderr": KIND_STDERR}
 
 _HEADER = struct.Struct(">BI")

@@ -10,6 +10,7 @@ state records (see ``keeper.py``).
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import functools
 import gc
 import heapq
@@ -19,6 +20,8 @@ import os
 import selectors
 import signal
 import socket
+import struct
+import termios
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -32,7 +35,7 @@ from ..logs import LogWriter
 from ..models import ContainerConfig, ContainerState, Mount
 from ..paths import StatePaths
 from ..runtime.init import InitPlan, MountSpec
-from ..runtime.spawn import raise_nofile_limit, spawn
+from ..runtime.spawn import F_SETPIPE_SZ, PIPE_SIZE, raise_nofile_limit, spawn
 from ..signals import parse_signal
 from . import protocol
 from .keeper import MAX_FDS_PER_MESSAGE
@@ -73,6 +76,7 @@ class Client:
         self.out = bytearray()
         self.closed = False
         self.close_when_flushed = False
+        self.attached_to = ""  # the container whose stdin this client feeds
 
     def send(self, data: bytes) -> None:
         if self.closed:
@@ -129,6 +133,12 @@ class Running:
     stop_timer: int = 0
     finish_timer: int = 0
     pidfd: int = -1  # adopted with no parent link: watch the pidfd instead
+    pty: int = -1  # TTY master; its output is relayed into a pipe the log writer reads
+    relay_w: int = -1
+    stdin: int = -1  # write end of the container's stdin (-i), or the pty master
+    stdin_buf: bytearray = field(default_factory=bytearray)
+    stdin_eof: bool = False  # the client's stdin ended: close ours once the queue drains
+    external: dict[str, int] = field(default_factory=dict)  # what the keeper also holds
 
 
 class Supervisor:
@@ -227,10 +237,7 @@ class Supervisor:
         if fds:
             run.writer = self._writer(config)
             run.writer.recover()
-            for stream, fd in fds.items():
-                os.set_blocking(fd, False)
-                run.fds[stream] = fd
-                self.sel.register(fd, selectors.EVENT_READ, (config.id, stream))
+            self._attach_streams(run, fds)
             self.pump(config.id)  # whatever arrived while no supervisor ran
         if not alive:
             # Dead and not reported by the keeper: both were killed; the code is lost.
@@ -257,7 +264,7 @@ class Supervisor:
         for client in run.attached:
             client.send(frame)
 
-    def start(self, cid: str, attach: Client | None = None) -> int:
+    def start(self, cid: str, attach: Client | None = None, winsize: bytes = b"") -> int:
         if cid in self.running:
             raise TuiboxError(f"container {cid[:12]} is already running")
         self.cancel(self.restart_timers.pop(cid, 0))
@@ -282,7 +289,8 @@ class Supervisor:
             read_only=config.read_only,
             ulimits=[(u.name, u.soft, u.hard) for u in config.ulimits],
             cgroup_binds=self.driver.bind_dirs(rel), cgroup_version=self.driver.version,
-            mounts=[self._mount_spec(m) for m in config.mounts])
+            mounts=[self._mount_spec(m) for m in config.mounts], tty=config.process.tty,
+            open_stdin=config.process.open_stdin, winsize=winsize)
         try:
             spawned = spawn(plan, cgroup_procs=self.driver.procs_files(rel))
         except SetupError as exc:
@@ -299,18 +307,18 @@ class Supervisor:
 
             self.store.update_state(cid, failed)
             raise
-        run = Running(cid=cid, pid=spawned.pid, writer=self._writer(config),
-                      fds={"stdout": spawned.stdout, "stderr": spawned.stderr})
+        run = Running(cid=cid, pid=spawned.pid, writer=self._writer(config))
         assert run.writer is not None
         run.writer.recover()
         if attach is not None:
             run.attached.append(attach)
         self.running[cid] = run
         self.by_pid[spawned.pid] = cid
-        for stream, fd in run.fds.items():
-            self.sel.register(fd, selectors.EVENT_READ, (cid, stream))
-        self._keeper({"op": "store", "cid": cid, "streams": list(run.fds)},
-                     list(run.fds.values()))
+        streams = {"stdout": spawned.stdout, "stderr": spawned.stderr, "pty": spawned.pty_master,
+                   "stdin": spawned.stdin}
+        self._attach_streams(run, {k: v for k, v in streams.items() if v >= 0})
+        self._keeper({"op": "store", "cid": cid, "streams": list(run.external)},
+                     list(run.external.values()))
         start_time = pid_start_time(spawned.pid)
 
         def started(st: ContainerState) -> None:
@@ -323,6 +331,73 @@ class Supervisor:
         self.store.update_state(cid, started)
         self.store.emit("start", cid, config.name)
         return spawned.pid
+
+    def _attach_streams(self, run: Running, fds: dict[str, int]) -> None:
+        """Wire a container's stdio into the loop (at start, and again on adoption)."""
+        run.external = dict(fds)
+        for stream, fd in fds.items():
+            os.set_blocking(fd, False)
+            if stream == "pty":
+                run.pty = run.stdin = fd
+                relay_r, run.relay_w = os.pipe2(os.O_CLOEXEC | os.O_NONBLOCK)
+                with contextlib.suppress(OSError):
+                    fcntl.fcntl(relay_r, F_SETPIPE_SZ, PIPE_SIZE)
+                run.fds["stdout"] = relay_r
+                self.sel.register(relay_r, selectors.EVENT_READ, (run.cid, "stdout"))
+                self.sel.register(fd, selectors.EVENT_READ, (run.cid, "pty"))
+            elif stream == "stdin":
+                run.stdin = fd
+            else:
+                run.fds[stream] = fd
+                self.sel.register(fd, selectors.EVENT_READ, (run.cid, stream))
+
+    def _relay_pty(self, cid: str) -> None:
+        """TTY output → the relay pipe → the log writer (which only splices from pipes)."""
+        run = self.running[cid]
+        try:
+            data = os.read(run.pty, 65536)
+        except BlockingIOError:
+            return
+        except OSError:  # EIO: every slave end closed, the container is gone
+            data = b""
+        if data:
+            os.write(run.relay_w, data)  # the pump below drains it before it can fill
+        else:
+            self.sel.unregister(run.pty)
+            os.close(run.relay_w)
+            run.relay_w = -1
+        self.pump(cid, "stdout")
+
+    def _write_stdin(self, run: Running, data: bytes) -> None:
+        if run.stdin < 0:
+            return
+        run.stdin_buf += data
+        self._flush_stdin(run)
+
+    def _flush_stdin(self, run: Running) -> None:
+        while run.stdin_buf:
+            try:
+                n = os.write(run.stdin, run.stdin_buf)
+            except BlockingIOError:
+                break
+            except OSError:  # the container closed its stdin: drop what is left
+                run.stdin_buf.clear()
+                break
+            del run.stdin_buf[:n]
+        if run.stdin_eof and not run.stdin_buf and run.stdin != run.pty:
+            self._close_stdin(run)
+            return
+        # Wait for room only while something is queued (a full pipe is back-pressure).
+        if run.stdin == run.pty:
+            if run.pty in self.sel.get_map():
+                events = selectors.EVENT_READ | (selectors.EVENT_WRITE if run.stdin_buf else 0)
+                self.sel.modify(run.pty, events, (run.cid, "pty"))
+            return
+        registered = run.stdin in self.sel.get_map()
+        if run.stdin_buf and not registered:
+            self.sel.register(run.stdin, selectors.EVENT_WRITE, (run.cid, "stdin"))
+        elif not run.stdin_buf and registered:
+            self.sel.unregister(run.stdin)
 
     def _mount_spec(self, m: Mount) -> MountSpec:
         if m.type == "tmpfs":
@@ -383,6 +458,11 @@ class Supervisor:
         if run.pidfd >= 0:
             self.sel.unregister(run.pidfd)
             os.close(run.pidfd)
+        for fd in {run.pty, run.stdin, run.relay_w} - {-1}:
+            with contextlib.suppress(KeyError, ValueError):
+                self.sel.unregister(fd)
+            with contextlib.suppress(OSError):
+                os.close(fd)
         if run.writer is not None:
             run.writer.close()
             run.writer.remove_spool()
@@ -503,8 +583,48 @@ class Supervisor:
         if cid in self.restart_timers:  # a manual start pre-empts the back-off
             self.cancel(self.restart_timers.pop(cid))
         self.store.update_state(cid, lambda st: setattr(st, "manually_stopped", False))
-        pid = self.start(cid, attach)
+        if msg.get("stdin"):
+            client.attached_to = cid
+        pid = self.start(cid, attach, winsize=_winsize(msg))
         client.reply({"ok": True, "pid": pid}, last=attach is None)
+
+    def op_attach(self, client: Client, msg: dict[str, Any]) -> None:
+        cid = msg["id"]
+        run = self.running.get(cid)
+        if run is None or run.status is not None:
+            raise TuiboxError(f"You cannot attach to a stopped container {cid[:12]}, start it "
+                              f"first")
+        run.attached.append(client)
+        if msg.get("stdin"):
+            client.attached_to = cid
+        self._resize(run, msg)
+        client.reply({"ok": True, "tty": run.pty >= 0})
+
+    def op_resize(self, client: Client, msg: dict[str, Any]) -> None:
+        run = self.running.get(client.attached_to or msg.get("id", ""))
+        if run is not None:
+            self._resize(run, msg)
+
+    def _resize(self, run: Running, msg: dict[str, Any]) -> None:
+        size = _winsize(msg)
+        if run.pty >= 0 and size:
+            with contextlib.suppress(OSError):
+                fcntl.ioctl(run.pty, termios.TIOCSWINSZ, size)
+
+    def op_stdin_eof(self, client: Client, msg: dict[str, Any]) -> None:
+        run = self.running.get(client.attached_to)
+        if run is None or run.pty >= 0 or run.stdin < 0:
+            return
+        run.stdin_eof = True
+        self._flush_stdin(run)  # closes it once everything queued has been written
+
+    def _close_stdin(self, run: Running) -> None:
+        with contextlib.suppress(KeyError, ValueError):
+            self.sel.unregister(run.stdin)
+        os.close(run.stdin)
+        run.stdin = -1
+        run.external.pop("stdin", None)
+        self._keeper({"op": "drop_stream", "cid": run.cid, "stream": "stdin"})
 
     def op_stop(self, client: Client, msg: dict[str, Any]) -> None:
         cid = msg["id"]
@@ -590,7 +710,11 @@ class Supervisor:
             raise TuiboxError(f"container {cid[:12]} is running")
         self.cancel(self.restart_timers.pop(cid, 0))
         self.backoff.pop(cid, None)
-        self._notify_waiters(cid, self.store.state(cid).exit_code)
+        try:
+            code = self.store.state(cid).exit_code
+        except RecordError:  # already gone (an --rm container removed itself)
+            code = 0
+        self._notify_waiters(cid, code)
         client.reply({"ok": True}, last=True)
 
     def op_shutdown(self, client: Client, msg: dict[str, Any]) -> None:
@@ -645,6 +769,13 @@ class Supervisor:
             cid, stream = data
             if stream == "pidfd":
                 self._on_exit(self.running[cid].pid, 255 << 8)
+            elif stream == "pty":
+                if events & selectors.EVENT_WRITE:
+                    self._flush_stdin(self.running[cid])
+                if events & selectors.EVENT_READ:
+                    self._relay_pty(cid)
+            elif stream == "stdin":
+                self._flush_stdin(self.running[cid])
             else:
                 self.pump(cid, stream)
 
@@ -683,6 +814,15 @@ class Supervisor:
         for kind, payload in frames:
             if kind == protocol.KIND_JSON:
                 self.handle(client, json.loads(payload))
+            elif kind == protocol.KIND_STDIN and client.attached_to in self.running:
+                self._write_stdin(self.running[client.attached_to], payload)
+
+
+def _winsize(msg: dict[str, Any]) -> bytes:
+    rows, cols = msg.get("rows"), msg.get("cols")
+    if not rows or not cols:
+        return b""
+    return struct.pack("HHHH", int(rows), int(cols), 0, 0)
 
 
 def _mark_restarting(st: ContainerState) -> None:

@@ -1,0 +1,108 @@
+"""An attached session: container output to our stdout/stderr, our stdin to the
+container, window-size changes forwarded, and the detach keys (ctrl-p ctrl-q)."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import select
+import signal
+import struct
+import sys
+from typing import TYPE_CHECKING
+
+from ..engine.errors import InvalidArgument
+from ..engine.supervisor import protocol
+from .tty import raw_terminal, winsize
+
+if TYPE_CHECKING:
+    from ..engine.supervisor.client import Connection
+
+DEFAULT_DETACH_KEYS = "ctrl-p,ctrl-q"
+DETACHED = -1
+
+
+def parse_detach_keys(spec: str) -> bytes:
+    """docker's ``--detach-keys``: ``ctrl-<c>`` or a single character, comma separated."""
+    keys = bytearray()
+    for part in filter(None, spec.split(",")):
+        if part.startswith("ctrl-") and len(part) == 6:
+            c = part[5]
+            if c == "@":
+                keys.append(0)
+            elif c.isalpha():
+                keys.append(ord(c.lower()) - ord("a") + 1)
+            elif c in "[\\]^_":
+                keys.append(ord(c) - ord("@"))
+            else:
+                raise InvalidArgument(f"invalid detach key: {part}")
+        elif len(part) == 1:
+            keys.append(ord(part))
+        else:
+            raise InvalidArgument(f"invalid detach key: {part}")
+    return bytes(keys)
+
+
+def terminal_size() -> tuple[int, int] | None:
+    raw = winsize(sys.stdin.fileno()) or winsize(sys.stdout.fileno())
+    if not raw:
+        return None
+    rows, cols, _, _ = struct.unpack("HHHH", raw)
+    return (rows, cols) if rows and cols else None
+
+
+def session(conn: Connection, *, stdin: bool, tty: bool, detach_keys: bytes) -> int:
+    """Relay until the container exits (its exit code) or the user detaches (DETACHED)."""
+    sock = conn.sock
+    in_fd, out, err = sys.stdin.fileno(), sys.stdout.buffer, sys.stderr.buffer
+    reading_stdin = stdin
+    matched = 0
+
+    def resize(*_: object) -> None:
+        size = terminal_size()
+        if size:
+            with contextlib.suppress(OSError):
+                conn.send({"op": "resize", "rows": size[0], "cols": size[1]})
+
+    if tty and os.isatty(in_fd):
+        signal.signal(signal.SIGWINCH, resize)
+    with raw_terminal(in_fd) if (tty and stdin) else contextlib.nullcontext():
+        while True:
+            watch = [sock] + ([in_fd] if reading_stdin else [])
+            try:
+                ready, _, _ = select.select(watch, [], [])
+            except InterruptedError:
+                continue
+            if in_fd in ready:
+                data = os.read(in_fd, 65536)
+                if not data:
+                    reading_stdin = False
+                    conn.send({"op": "stdin_eof"})
+                else:
+                    if tty and detach_keys:
+                        for i, byte in enumerate(data):
+                            matched = matched + 1 if byte == detach_keys[matched] else (
+                                1 if byte == detach_keys[0] else 0)
+                            if matched == len(detach_keys):
+                                # Send what came before the keys; the keys themselves stay.
+                                head = data[:i + 1 - len(detach_keys)]
+                                if head:
+                                    sock.sendall(protocol.encode(protocol.KIND_STDIN, head))
+                                return DETACHED
+                    sock.sendall(protocol.encode(protocol.KIND_STDIN, data))
+            if sock in ready:
+                chunk = sock.recv(1 << 16)
+                if not chunk:
+                    return 0
+                for kind, payload in conn.reader.feed(chunk):
+                    if kind == protocol.KIND_STDOUT:
+                        out.write(payload)
+                        out.flush()
+                    elif kind == protocol.KIND_STDERR:
+                        err.write(payload)
+                        err.flush()
+                    elif kind == protocol.KIND_JSON:
+                        message = json.loads(payload)
+                        if "exit" in message:
+                            return int(message["exit"])
