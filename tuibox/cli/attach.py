@@ -44,6 +44,19 @@ def parse_detach_keys(spec: str) -> bytes:
     return bytes(keys)
 
 
+def show_frame(kind: int, payload: bytes) -> int | None:
+    """Write an output frame where it belongs; the exit code when the frame says exit."""
+    if kind in (protocol.KIND_STDOUT, protocol.KIND_STDERR):
+        stream = sys.stdout.buffer if kind == protocol.KIND_STDOUT else sys.stderr.buffer
+        stream.write(payload)
+        stream.flush()
+    elif kind == protocol.KIND_JSON:
+        message = json.loads(payload)
+        if "exit" in message:
+            return int(message["exit"])
+    return None
+
+
 def terminal_size() -> tuple[int, int] | None:
     raw = winsize(sys.stdin.fileno()) or winsize(sys.stdout.fileno())
     if not raw:
@@ -55,7 +68,7 @@ def terminal_size() -> tuple[int, int] | None:
 def session(conn: Connection, *, stdin: bool, tty: bool, detach_keys: bytes) -> int:
     """Relay until the container exits (its exit code) or the user detaches (DETACHED)."""
     sock = conn.sock
-    in_fd, out, err = sys.stdin.fileno(), sys.stdout.buffer, sys.stderr.buffer
+    in_fd = sys.stdin.fileno()
     reading_stdin = stdin
     matched = 0
 
@@ -96,13 +109,6 @@ def session(conn: Connection, *, stdin: bool, tty: bool, detach_keys: bytes) -> 
                 if not chunk:
                     return 0
                 for kind, payload in conn.reader.feed(chunk):
-                    if kind == protocol.KIND_STDOUT:
-                        out.write(payload)
-                        out.flush()
-                    elif kind == protocol.KIND_STDERR:
-                        err.write(payload)
-                        err.flush()
-                    elif kind == protocol.KIND_JSON:
-                        message = json.loads(payload)
-                        if "exit" in message:
-                            return int(message["exit"])
+                    code = show_frame(kind, payload)
+                    if code is not None:
+                        return code

@@ -12,7 +12,7 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 from ..engine.errors import InvalidArgument, NotFound, TuiboxError
-from .format import ago, human_duration, human_size, render_template, table
+from .format import ago, human_duration, human_size, render_rows, render_template, table
 
 if TYPE_CHECKING:
     from ..engine import Container, Engine, RunOptions
@@ -129,7 +129,6 @@ def cmd_run(engine: Engine, args: argparse.Namespace) -> int:
 def _attach_and_wait(engine: Engine, cid: str, *, remove_on_failure: bool = False,
                      stdin: bool = False, tty: bool = False,
                      detach_keys: str = "ctrl-p,ctrl-q") -> int:
-    from ..engine.supervisor import protocol
 
     if stdin or tty:
         from .attach import DETACHED, parse_detach_keys, session, terminal_size
@@ -160,19 +159,13 @@ def _attach_and_wait(engine: Engine, cid: str, *, remove_on_failure: bool = Fals
 
     for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGQUIT):
         signal.signal(sig, forward)
-    out, err = sys.stdout.buffer, sys.stderr.buffer
+    from .attach import show_frame
+
     try:
         for kind, payload in conn.frames():
-            if kind == protocol.KIND_STDOUT:
-                out.write(payload)
-                out.flush()
-            elif kind == protocol.KIND_STDERR:
-                err.write(payload)
-                err.flush()
-            else:
-                message = json.loads(payload)
-                if "exit" in message:
-                    return int(message["exit"])
+            exit_code = show_frame(kind, payload)
+            if exit_code is not None:
+                return exit_code
     finally:
         conn.close()
     return engine.wait(cid)
@@ -278,17 +271,12 @@ def cmd_ps(engine: Engine, args: argparse.Namespace) -> int:
             _out(c.id if args.no_trunc else c.id[:12])
         return 0
     rows = [ps_row(c, no_trunc=args.no_trunc) for c in containers]
-    if args.format == "json":
-        for row in rows:
-            _out(json.dumps(row))
-        return 0
-    if args.format and args.format != "table":
-        for row in rows:
-            _out(render_template(args.format, row))
-        return 0
-    headers = ["CONTAINER ID", "IMAGE", "COMMAND", "CREATED", "STATUS", "PORTS", "NAMES"]
-    _out(table(headers, [[r["ID"], r["Image"], r["Command"], r["RunningFor"], r["Status"],
-                          r["Ports"], r["Names"]] for r in rows]))
+    text = render_rows(rows, args.format,
+                       ["CONTAINER ID", "IMAGE", "COMMAND", "CREATED", "STATUS", "PORTS",
+                        "NAMES"],
+                       ["ID", "Image", "Command", "RunningFor", "Status", "Ports", "Names"])
+    if text:
+        _out(text)
     return 0
 
 

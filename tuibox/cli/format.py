@@ -90,3 +90,13 @@ def render_template(template: str, obj: Any) -> str:
         return str(value)
 
     return _FIELD.sub(sub, text)
+
+
+def render_rows(rows: Sequence[dict[str, str]], fmt: str | None, headers: Sequence[str],
+                keys: Sequence[str]) -> str:
+    """docker's ``--format``: ``json`` (a line each), a template, or the default table."""
+    if fmt == "json":
+        return "\n".join(json.dumps(r) for r in rows)
+    if fmt and fmt != "table":
+        return "\n".join(render_template(fmt, r) for r in rows)
+    return table(headers, [[r[k] for k in keys] for r in rows])

@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from .format import ago, human_size, render_template, table
+from .format import ago, human_size, render_rows
 
 if TYPE_CHECKING:
     from ..engine import Engine, ImageRecord
@@ -47,17 +46,10 @@ def cmd_images(engine: Engine, args: argparse.Namespace) -> int:
         for ident in dict.fromkeys(r["ID"] for r in rows):
             _out(ident)
         return 0
-    if args.format == "json":
-        for row in rows:
-            _out(json.dumps(row))
-        return 0
-    if args.format and args.format != "table":
-        for row in rows:
-            _out(render_template(args.format, row))
-        return 0
-    _out(table(["REPOSITORY", "TAG", "IMAGE ID", "CREATED", "SIZE"],
-               [[r["Repository"], r["Tag"], r["ID"], r["CreatedSince"], r["Size"]]
-                for r in rows]))
+    text = render_rows(rows, args.format, ["REPOSITORY", "TAG", "IMAGE ID", "CREATED", "SIZE"],
+                       ["Repository", "Tag", "ID", "CreatedSince", "Size"])
+    if text:
+        _out(text)
     return 0
 
 

@@ -3,10 +3,9 @@
 from __future__ import annotations
 
 import argparse
-import json
 from typing import TYPE_CHECKING
 
-from .format import human_size, render_template, table
+from .format import human_size, render_rows
 
 if TYPE_CHECKING:
     from ..engine import Engine
@@ -45,11 +44,8 @@ def render_stats(engine: Engine, samples: dict[str, StatsSample], args: argparse
         for c in engine.list(all=True):
             samples.setdefault(c.id, Sample(id=c.id, name=c.name, time_ns=0))
     rows = [row(s, no_trunc=args.no_trunc) for s in samples.values()]
-    if args.format == "json":
-        return "\n".join(json.dumps(r) for r in rows)
-    if args.format and args.format != "table":
-        return "\n".join(render_template(args.format, r) for r in rows)
-    return table(["CONTAINER ID", "NAME", "CPU %", "MEM USAGE / LIMIT", "MEM %", "NET I/O",
-                  "BLOCK I/O", "PIDS"],
-                 [[r["Container"], r["Name"], r["CPUPerc"], r["MemUsage"], r["MemPerc"],
-                   r["NetIO"], r["BlockIO"], r["PIDs"]] for r in rows])
+    return render_rows(rows, args.format,
+                       ["CONTAINER ID", "NAME", "CPU %", "MEM USAGE / LIMIT", "MEM %",
+                        "NET I/O", "BLOCK I/O", "PIDS"],
+                       ["Container", "Name", "CPUPerc", "MemUsage", "MemPerc", "NetIO",
+                        "BlockIO", "PIDs"])

@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, NoReturn
 
 from .errors import InvalidArgument, NotFound, TuiboxError
 from .runtime import _libc
+from .runtime.init import mount_overlay
 
 if TYPE_CHECKING:
     from .engine import Engine
@@ -39,12 +40,7 @@ def _enter_root(engine: Engine, cid: str) -> None:
     cdir = engine.containers.dir(cid)
     _libc.unshare(_libc.CLONE_NEWNS)
     _libc.mount(None, "/", None, _libc.MS_REC | _libc.MS_PRIVATE)
-    layers = [Path(p) for p in config.layer_dirs]
-    base = layers[0].parent.parent
-    os.chdir(base)
-    lower = ":".join(os.path.relpath(p, base) for p in reversed(layers))
-    _libc.mount("overlay", str(cdir / "rootfs"), "overlay", 0,
-                f"index=off,lowerdir={lower},upperdir={cdir / 'upper'},workdir={cdir / 'work'}")
+    mount_overlay(config.layer_dirs, cdir)
     os.chroot(cdir / "rootfs")
     os.chdir("/")
 

@@ -2,7 +2,13 @@
 
 from __future__ import annotations
 
+import os
+from typing import TYPE_CHECKING
+
 from . import _libc
+
+if TYPE_CHECKING:
+    from .users import ResolvedUser
 
 # The 14 capabilities Docker grants by default (moby daemon/pkg/oci/caps/defaults.go).
 DEFAULT_CAPS: dict[str, int] = {
@@ -41,3 +47,17 @@ def apply(keep: int, *, is_root: bool) -> None:
     mask = keep if is_root else 0
     _libc.capset(mask, mask, 0)
     _libc.prctl(_libc.PR_CAP_AMBIENT, _libc.PR_CAP_AMBIENT_CLEAR_ALL)
+
+
+def become(user: ResolvedUser, keep: int, *, no_new_privs: bool) -> None:
+    """Switch to ``user`` with capabilities ``keep``, in the order runc uses (finalizeNamespace):
+    bounding set, keep-caps across the uid change, groups, gid, uid, then the cap sets."""
+    drop_bounding_set(keep)
+    _libc.prctl(_libc.PR_SET_KEEPCAPS, 1)
+    os.setgroups(user.groups)
+    os.setresgid(user.gid, user.gid, user.gid)
+    os.setresuid(user.uid, user.uid, user.uid)
+    _libc.prctl(_libc.PR_SET_KEEPCAPS, 0)
+    apply(keep, is_root=user.uid == 0)
+    if no_new_privs:
+        _libc.prctl(_libc.PR_SET_NO_NEW_PRIVS, 1)

@@ -106,18 +106,8 @@ def _command(plan: ExecPlan, err_fd: int, sock: socket.socket | None) -> NoRetur
         mask = (1 << (_libc.last_cap() + 1)) - 1 if plan.privileged \
             else capabilities.DEFAULT_MASK
 
-        def identity() -> None:
-            capabilities.drop_bounding_set(mask)
-            _libc.prctl(_libc.PR_SET_KEEPCAPS, 1)
-            os.setgroups(user.groups)
-            os.setresgid(user.gid, user.gid, user.gid)
-            os.setresuid(user.uid, user.uid, user.uid)
-            _libc.prctl(_libc.PR_SET_KEEPCAPS, 0)
-            capabilities.apply(mask, is_root=user.uid == 0)
-            if not plan.privileged:
-                _libc.prctl(_libc.PR_SET_NO_NEW_PRIVS, 1)
-
-        _step("capabilities", identity)
+        _step("capabilities", lambda: capabilities.become(
+            user, mask, no_new_privs=not plan.privileged))
         os.closerange(3, err_fd)
         os.closerange(err_fd + 1, 65536)
         os.execve(path, plan.args, dict(e.partition("=")[::2] for e in env))

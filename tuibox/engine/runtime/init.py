@@ -107,16 +107,17 @@ def _step(stage: str, fn: Callable[[], None]) -> None:
         raise StepFailed(stage, 0, str(exc)) from exc
 
 
-def _mount_overlay(plan: InitPlan, rootfs: Path) -> None:
+def mount_overlay(layer_dirs: list[str], container_dir: Path) -> None:
+    """The container's root at ``container_dir/rootfs`` (changes the working directory)."""
     # Relative lower paths (after chdir into the layers dir) keep the option string short:
     # it must fit in one page (overlay2 does the same).
-    layers = [Path(p) for p in plan.layer_dirs]
+    layers = [Path(p) for p in layer_dirs]
+    rootfs = container_dir / "rootfs"
     base = layers[0].parent.parent if layers else rootfs
     os.chdir(base)
     lower = ":".join(os.path.relpath(p, base) for p in reversed(layers))
-    upper = plan.container_dir / "upper"
-    work = plan.container_dir / "work"
-    data = f"index=off,lowerdir={lower},upperdir={upper},workdir={work}"
+    data = (f"index=off,lowerdir={lower},upperdir={container_dir / 'upper'},"
+            f"workdir={container_dir / 'work'}")
     if len(data) >= os.sysconf("SC_PAGE_SIZE") - 1:
         raise StepFailed("mount rootfs", errno.E2BIG, f"too many layers ({len(layers)})")
     _libc.mount("overlay", str(rootfs), "overlay", 0, data)
@@ -322,7 +323,7 @@ def _run(plan: InitPlan, err_fd: int) -> None:
     rootfs = plan.container_dir / "rootfs"
     _step("mount propagation",
           lambda: _libc.mount(None, "/", None, _libc.MS_REC | _libc.MS_PRIVATE))
-    _step("mount rootfs", lambda: _mount_overlay(plan, rootfs))
+    _step("mount rootfs", lambda: mount_overlay(plan.layer_dirs, plan.container_dir))
     _step("mount /proc", lambda: _mount_proc(rootfs))
     _step("mount /dev", lambda: _mount_dev(rootfs))
     slave = -1
@@ -391,17 +392,8 @@ def _run(plan: InitPlan, err_fd: int) -> None:
 
         _step("tty", controlling_tty)
 
-    def _identity() -> None:
-        capabilities.drop_bounding_set(plan.cap_mask)
-        _libc.prctl(_libc.PR_SET_KEEPCAPS, 1)
-        os.setgroups(resolved.groups)
-        os.setresgid(resolved.gid, resolved.gid, resolved.gid)
-        os.setresuid(resolved.uid, resolved.uid, resolved.uid)
-        _libc.prctl(_libc.PR_SET_KEEPCAPS, 0)
-        capabilities.apply(plan.cap_mask, is_root=resolved.uid == 0)
-        _libc.prctl(_libc.PR_SET_NO_NEW_PRIVS, 1)
-
-    _step("capabilities", _identity)
+    _step("capabilities", functools.partial(capabilities.become, resolved, plan.cap_mask,
+                                            no_new_privs=True))
     # Nothing of the supervisor's may leak into the container (CVE-2024-21626 class).
     os.closerange(3, err_fd)
     os.closerange(err_fd + 1, 65536)
