@@ -331,9 +331,11 @@ def test_images_screen_and_unavailable_features_say_so(engine: Engine) -> None:
         images = app.screen.query_one("#images-table")
         await until(pilot, lambda: images.row_count == 1, what="image rows")  # type: ignore[attr-defined]
         assert "busybox:latest" in str(images.get_row_at(0)[0])  # type: ignore[attr-defined]
-        await pilot.press("P")
-        await pilot.pause(0.1)
-        assert any("pull is not available" in str(n.message) for n in app._notifications)
+        await pilot.press("P")  # a registry that is not there (a closed loopback port)
+        await until(pilot, lambda: type(app.screen).__name__ == "PullDialog", what="dialog")
+        await pilot.press(*"127.0.0.1:1/nothing:1", "enter")
+        await until(pilot, lambda: any("pull 127.0.0.1:1/nothing:1" in str(n.message)
+                                       for n in app._notifications), what="pull error")
         await pilot.press("d", "y")  # in use by a container: the engine refuses, we notify
         await until(pilot, lambda: any("fail" in str(n.message).lower() or "conflict" in
                                        str(n.message).lower() or "used" in str(n.message).lower()
@@ -342,3 +344,35 @@ def test_images_screen_and_unavailable_features_say_so(engine: Engine) -> None:
         await until(pilot, lambda: type(app.screen).__name__ == "DashboardScreen", what="back")
 
     drive(engine, body)
+
+
+def test_images_screen_pulls_from_a_registry(engine: Engine, tmp_path: Path,
+                                            busybox_archives: tuple[Path, Path]) -> None:
+    from tests.registryfixtures import skopeo_copy, start_registry
+
+    registry = start_registry(tmp_path / "registry")
+    try:
+        skopeo_copy(f"docker-archive:{busybox_archives[0]}",
+                    f"docker://{registry.addr}/demo/bb:1")
+        ref = f"{registry.addr}/demo/bb:1"
+
+        async def body(app: TuiboxApp, pilot: Pilot[int]) -> None:
+            await pilot.press("I")
+            await until(pilot, lambda: type(app.screen).__name__ == "ImagesScreen",
+                        what="images")
+            await pilot.press("P")
+            await until(pilot, lambda: type(app.screen).__name__ == "PullDialog",
+                        what="dialog")
+            await pilot.press(*ref, "enter")
+            await until(pilot, lambda: any(f"pulled {ref}" in str(n.message)
+                                           for n in app._notifications), timeout=30,
+                        what="pulled")
+            rows = app.screen.query_one("#images-table")
+            # the same config as busybox:latest, so one image with both tags
+            await until(pilot, lambda: ref in str(rows.get_row_at(0)[0]),  # type: ignore[attr-defined]
+                        what="the pulled tag")
+
+        drive(engine, body)
+        assert any(ref in img.repo_tags for img in engine.images.list())
+    finally:
+        registry.stop()

@@ -1,4 +1,4 @@
-"""``ImagesScreen``: the local images; remove (with confirmation).  Pull is not available yet."""
+"""``ImagesScreen``: the local images; pull (with progress) and remove (with confirmation)."""
 
 from __future__ import annotations
 
@@ -9,9 +9,10 @@ from typing import TYPE_CHECKING
 from textual import work
 from textual.app import ComposeResult
 from textual.binding import Binding
+from textual.containers import Vertical
 from textual.message import Message
-from textual.screen import Screen
-from textual.widgets import DataTable, Footer, Header, Static
+from textual.screen import ModalScreen, Screen
+from textual.widgets import DataTable, Footer, Header, Input, Label, Static
 
 from tuibox.widgets.format import human_bytes, human_duration
 
@@ -20,6 +21,23 @@ from .confirm import ConfirmDialog
 if TYPE_CHECKING:
     from tuibox.engine import Engine
     from tuibox.engine.models import ImageRecord
+
+
+class PullDialog(ModalScreen[str | None]):
+    """Ask for an image reference; dismiss with it, or None on escape."""
+
+    BINDINGS = [Binding("escape", "cancel", "cancel", id="pull.cancel")]
+
+    def compose(self) -> ComposeResult:
+        with Vertical(id="pull-dialog", classes="dialog"):
+            yield Label("Pull image (e.g. busybox, localhost:5000/app:1):")
+            yield Input(placeholder="reference", id="pull-ref")
+
+    def on_input_submitted(self, event: Input.Submitted) -> None:
+        self.dismiss(event.value.strip() or None)
+
+    def action_cancel(self) -> None:
+        self.dismiss(None)
 
 
 class ImagesScreen(Screen[None]):
@@ -31,6 +49,12 @@ class ImagesScreen(Screen[None]):
         Binding("P", "pull", "pull", id="images.pull"),
         Binding("ctrl+r", "reload", "reload", id="images.reload"),
     ]
+
+    @dataclass
+    class PullProgress(Message):
+        """Coalesced progress of a pull: one line for the title bar."""
+
+        text: str
 
     @dataclass
     class Listed(Message):
@@ -85,8 +109,47 @@ class ImagesScreen(Screen[None]):
             table.move_cursor(row=min(keep, table.row_count - 1))
 
     def action_pull(self) -> None:
-        self.notify("pull is not available yet: load an archive with `tuibox load -i`",
-                    severity="warning")
+        def chosen(ref: str | None) -> None:
+            if ref:
+                self._pull(ref)
+
+        self.app.push_screen(PullDialog(), chosen)
+
+    @work(thread=True, group="images-pull", exit_on_error=False)
+    def _pull(self, ref: str) -> None:
+        import time
+
+        layers: dict[str, tuple[int, int, str]] = {}
+        last = 0.0
+
+        def progress(event: object) -> None:
+            nonlocal last
+            ev_id = getattr(event, "id", "")
+            if ev_id:
+                layers[ev_id] = (getattr(event, "current", 0), getattr(event, "total", 0),
+                                 str(getattr(event, "status", "")))
+            now = time.monotonic()
+            if now - last < 0.1:  # at most ten redraws a second, however fast the layers go
+                return
+            last = now
+            done = sum(c for c, _, _ in layers.values())
+            total = sum(t for _, t, _ in layers.values())
+            self.post_message(self.PullProgress(
+                f"pulling {ref}: {len(layers)} layers, {human_bytes(done)} / {human_bytes(total)}"))
+
+        try:
+            image = self.engine.pull(ref, progress=progress)
+        except Exception as exc:
+            self.post_message(self.PullProgress(""))
+            self.app.call_from_thread(self.notify, f"pull {ref}: {exc}", severity="error")
+            return
+        self.post_message(self.PullProgress(""))
+        self.app.call_from_thread(self.notify, f"pulled {ref} ({image.id[:19]})")
+        self.app.call_from_thread(self.action_reload)
+
+    def on_images_screen_pull_progress(self, message: PullProgress) -> None:
+        title = self.query_one("#images-title", Static)
+        title.update(message.text or "[b]Images[/]  d remove · P pull · esc back")
 
     def action_remove(self) -> None:
         table = self.query_one(DataTable)
