@@ -319,6 +319,7 @@ class Engine:
                 driver = detect_driver()
                 try:
                     driver.apply(st.cgroup, new)  # the kernel checks it before we record it
+                    driver.forget(st.cgroup)  # stats show the new limit at once
                 except TuiboxError:
                     driver.apply(st.cgroup, config.resources)  # leave no half-applied update
                     raise

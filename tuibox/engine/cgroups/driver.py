@@ -62,6 +62,9 @@ class CgroupDriver(Protocol):
     def counters(self, rel: str) -> Counters:
         """Raw cumulative counters for stats; never raises for a missing file."""
 
+    def forget(self, rel: str) -> None:
+        """Drop anything cached about ``rel`` (its limits changed, or it is gone)."""
+
 
 def _is_cgroup2(path: Path) -> bool:
     try:

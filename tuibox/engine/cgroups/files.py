@@ -50,6 +50,22 @@ def keyed(text: str | None) -> dict[str, int]:
     return result
 
 
+def stat_value(text: str | None, key: str) -> int:
+    """One ``key value`` line of a long stat file, without parsing the rest."""
+    if not text:
+        return 0
+    start = text.find(key + " ")
+    while start > 0 and text[start - 1] != "\n":
+        start = text.find(key + " ", start + 1)
+    if start < 0:
+        return 0
+    end = text.find("\n", start)
+    try:
+        return int(text[start + len(key) + 1:end if end >= 0 else None])
+    except ValueError:
+        return 0
+
+
 def psi_some_avg10(text: str | None) -> float | None:
     for line in (text or "").splitlines():
         if line.startswith("some "):

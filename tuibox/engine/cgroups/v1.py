@@ -12,6 +12,7 @@ import signal
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from ..errors import InvalidArgument
 from . import files
@@ -19,6 +20,7 @@ from .driver import rmdir_tree
 from .resources import Resources
 
 FREEZE_TIMEOUT = 10.0
+SLOW_COUNTERS_TTL = 3.0
 
 
 @dataclass(frozen=True)
@@ -43,6 +45,7 @@ class V1Driver:
         self.hierarchies = hierarchies
         self.unified = unified
         self._dirs = {c: h.mount for h in hierarchies for c in h.controllers}
+        self._slow: dict[str, tuple[float, dict[str, Any]]] = {}
 
     @classmethod
     def from_mountinfo(cls) -> V1Driver:
@@ -251,8 +254,8 @@ class V1Driver:
         pids = f"{d['pids']}/{rel}/" if "pids" in d else ""
         blkio = f"{d['blkio']}/{rel}/" if "blkio" in d else ""
         cpu_stat = files.keyed(files.read(cpu + "cpu.stat")) if cpu else {}
-        mstat = files.keyed(files.read(mem + "memory.stat")) if mem else {}
-        oom = files.keyed(files.read(mem + "memory.oom_control")) if mem else {}
+        inactive = files.stat_value(files.read(mem + "memory.stat"), "total_inactive_file") \
+            if mem else 0
         read_b = write_b = 0
         if blkio:
             for line in (files.read(blkio + "blkio.throttle.io_service_bytes_recursive")
@@ -262,22 +265,38 @@ class V1Driver:
                     read_b += int(parts[2])
                 elif len(parts) == 3 and parts[1] == "Write":
                     write_b += int(parts[2])
-        psi_cpu = psi_mem = psi_io = None
-        if self.unified is not None:
-            u = f"{self.unified}/{rel}/"
-            psi_cpu = files.psi_some_avg10(files.read(u + "cpu.pressure"))
-            psi_mem = files.psi_some_avg10(files.read(u + "memory.pressure"))
-            psi_io = files.psi_some_avg10(files.read(u + "io.pressure"))
-        limit = files.read_int(mem + "memory.limit_in_bytes", -1) if mem else -1
+        slow = self._slow_counters(rel, mem, pids)
         return files.Counters(
             cpu_ns=files.read_int(cpuacct + "cpuacct.usage") if cpuacct else 0,
             throttled_periods=cpu_stat.get("nr_throttled", 0),
             throttled_ns=cpu_stat.get("throttled_time", 0),
             memory_usage=files.read_int(mem + "memory.usage_in_bytes") if mem else 0,
-            inactive_file=mstat.get("total_inactive_file", 0),
-            memory_limit=-1 if limit >= 2**62 else limit,
-            oom_kills=oom.get("oom_kill", 0),
+            inactive_file=inactive,
             pids=files.read_int(pids + "pids.current") if pids else 0,
-            pids_limit=files.read_int(pids + "pids.max", -1) if pids else -1,
-            block_read=read_b, block_write=write_b,
-            psi_cpu=psi_cpu, psi_memory=psi_mem, psi_io=psi_io)
+            block_read=read_b, block_write=write_b, **slow)
+
+    def _slow_counters(self, rel: str, mem: str, pids: str) -> dict[str, Any]:
+        """Limits, the OOM-kill count and PSI averages (10 s averages themselves) change
+        rarely: read them every few seconds, not every pass.  Half the files of a pass."""
+        now = time.monotonic()
+        cached = self._slow.get(rel)
+        if cached is not None and cached[0] > now:
+            return cached[1]
+        psi: dict[str, float | None] = {"psi_cpu": None, "psi_memory": None, "psi_io": None}
+        if self.unified is not None:
+            u = f"{self.unified}/{rel}/"
+            for key, name in (("psi_cpu", "cpu"), ("psi_memory", "memory"), ("psi_io", "io")):
+                psi[key] = files.psi_some_avg10(files.read(f"{u}{name}.pressure"))
+        limit = files.read_int(mem + "memory.limit_in_bytes", -1) if mem else -1
+        oom = files.stat_value(files.read(mem + "memory.oom_control"), "oom_kill") if mem else 0
+        values: dict[str, Any] = {
+            "memory_limit": -1 if limit >= 2**62 else limit, "oom_kills": oom,
+            "pids_limit": files.read_int(pids + "pids.max", -1) if pids else -1, **psi}
+        if len(self._slow) > 4 * 4096:  # forget containers long gone
+            self._slow.clear()
+        self._slow[rel] = (now + SLOW_COUNTERS_TTL, values)
+        return values
+
+    def forget(self, rel: str) -> None:
+        """Drop cached counters (after ``update`` or when the container goes)."""
+        self._slow.pop(rel, None)
