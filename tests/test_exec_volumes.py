@@ -212,3 +212,23 @@ def test_no_mounts_left_after_everything(engine: Engine) -> None:
     subprocess.run(["true"], check=True)
     engine.remove(cid, force=True)
     assert Path("/proc/self/mountinfo").read_text() == before
+
+
+def test_new_volume_gets_the_image_content(engine: Engine, tmp_path: Path) -> None:
+    from tests.imagefixtures import busybox_rootfs
+    from tests.test_container_runtime import run_output
+
+    rootfs = busybox_rootfs(tmp_path / "rootfs")
+    (rootfs / "data").mkdir()
+    (rootfs / "data" / "seed.txt").write_text("from the image\n")
+    (rootfs / "data").chmod(0o750)
+    engine.images.import_image(rootfs, ref="seeded:1", changes=['VOLUME ["/data"]'])
+    code, out, _ = run_output(engine, "/bin/sh", "-c", "cat /data/seed.txt; stat -c %a /data",
+                              image="seeded:1")
+    assert out.split("\n")[:2] == ["from the image", "750"]
+    # a named volume is filled once, when new; later containers see their own changes
+    run_output(engine, "/bin/sh", "-c", "echo changed > /data/seed.txt", image="seeded:1",
+               volumes=["keep:/data"])
+    code, out, _ = run_output(engine, "cat", "/data/seed.txt", image="seeded:1",
+                              volumes=["keep:/data"])
+    assert out == "changed\n"

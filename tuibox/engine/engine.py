@@ -140,7 +140,7 @@ class Engine:
         name = self.containers.reserve_name(opts.name, cid)
         cdir = self.containers.dir(cid)
         try:
-            mounts = materialize(mounts, self.volumes)
+            mounts = materialize(mounts, self.volumes, self.images.layer_dirs(image))
             for sub in ("upper", "work", "rootfs"):
                 (cdir / sub).mkdir(parents=True, mode=0o700 if sub == "work" else 0o755)
             config = ContainerConfig(

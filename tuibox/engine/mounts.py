@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import os
 import posixpath
+from pathlib import Path
 
 from .errors import InvalidArgument
 from .models import ImageConfig, Mount, RunOptions
-from .volumes import VolumeStore
+from .volumes import VolumeStore, copy_up
 
 TMPFS_DEFAULT = ""  # Docker: rw,noexec,nosuid,nodev (flags), no size cap
 
@@ -102,14 +103,19 @@ def mounts_for(opts: RunOptions, image: ImageConfig) -> list[Mount]:
     return mounts
 
 
-def materialize(mounts: list[Mount], volumes: VolumeStore) -> list[Mount]:
-    """Create what the mounts need on the host: bind dirs for ``-v``, volumes by name."""
+def materialize(mounts: list[Mount], volumes: VolumeStore,
+                layer_dirs: list[Path]) -> list[Mount]:
+    """Create what the mounts need on the host: bind dirs for ``-v``, volumes by name (a
+    new volume gets the image's content at its mount point, as in Docker)."""
     result = []
     for m in mounts:
         if m.type == "bind" and not os.path.exists(m.source):
             os.makedirs(m.source, exist_ok=True)  # -v creates a missing host path
         if m.type == "volume":
+            fresh = not m.source or not (volumes.paths.volumes / m.source).exists()
             record = volumes.create(m.source or None, anonymous=m.anonymous)
+            if fresh:
+                copy_up(layer_dirs, m.target, volumes.data(record.name))
             m = m.model_copy(update={"source": record.name})
         result.append(m)
     return result

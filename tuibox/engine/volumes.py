@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import builtins
+import contextlib
 import os
 import re
 import secrets
@@ -90,3 +91,71 @@ class VolumeStore:
                 self.remove(v.name, users=users)
                 removed.append(v.name)
         return removed
+
+
+def copy_up(layer_dirs: list[Path], target: str, dest: Path) -> None:
+    """Fill a new volume with what the image has at its mount point, as Docker does.
+
+    The image's layers are merged bottom to top: whiteouts (0/0 char devices) delete,
+    opaque directories start empty.  A mount point that passes through a symlink in a
+    layer is not followed (it could lead out of the layer): nothing is copied then.
+    """
+    rel = target.strip("/")
+    for layer in layer_dirs:
+        src = layer / rel
+        if not os.path.lexists(src) or not _inside(layer, rel):
+            continue
+        if not os.path.isdir(src) or os.path.islink(src):
+            continue
+        _merge_dir(src, dest, top=True)
+
+
+def _inside(layer: Path, rel: str) -> bool:
+    """True when ``layer/rel`` resolves to itself: no symlink on the way."""
+    base = os.path.realpath(layer)
+    return os.path.realpath(os.path.join(base, rel)) == os.path.join(base, rel)
+
+
+def _is_whiteout(st: os.stat_result) -> bool:
+    import stat as st_mod
+
+    return st_mod.S_ISCHR(st.st_mode) and st.st_rdev == 0
+
+
+def _merge_dir(src: Path, dest: Path, *, top: bool = False) -> None:
+    import stat as st_mod
+
+    with contextlib.suppress(OSError):
+        if os.getxattr(src, "trusted.overlay.opaque") == b"y" and not top:
+            shutil.rmtree(dest, ignore_errors=True)
+    dest.mkdir(exist_ok=True)
+    st = os.lstat(src)
+    os.chown(dest, st.st_uid, st.st_gid)
+    os.chmod(dest, st_mod.S_IMODE(st.st_mode))
+    for entry in os.scandir(src):
+        s_path, d_path = Path(entry.path), dest / entry.name
+        est = entry.stat(follow_symlinks=False)
+        if _is_whiteout(est):
+            if d_path.is_dir() and not d_path.is_symlink():
+                shutil.rmtree(d_path, ignore_errors=True)
+            else:
+                with contextlib.suppress(FileNotFoundError):
+                    d_path.unlink()
+            continue
+        if entry.is_dir(follow_symlinks=False):
+            if d_path.is_symlink() or (d_path.exists() and not d_path.is_dir()):
+                d_path.unlink()
+            _merge_dir(s_path, d_path)
+            continue
+        if d_path.is_dir() and not d_path.is_symlink():
+            shutil.rmtree(d_path)
+        elif os.path.lexists(d_path):
+            d_path.unlink()
+        if entry.is_symlink():
+            os.symlink(os.readlink(s_path), d_path)
+        elif entry.is_file(follow_symlinks=False):
+            shutil.copyfile(s_path, d_path, follow_symlinks=False)
+            os.chmod(d_path, st_mod.S_IMODE(est.st_mode))
+        else:
+            continue  # devices and fifos stay in the image, as in Docker's copy
+        os.lchown(d_path, est.st_uid, est.st_gid)
