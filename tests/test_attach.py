@@ -54,3 +54,10 @@ def test_signals_reach_a_foreground_container(root: Path, engine: Engine) -> Non
     proc.send_signal(2)
     out, _ = proc.communicate(timeout=10)
     assert proc.returncode == 5 and "got" in out
+
+
+def test_run_a_selects_streams(cli: Cli) -> None:
+    proc = cli("run", "--rm", "-a", "stderr", "busybox", "sh", "-c", "echo out; echo err >&2")
+    assert proc.stdout == "" and proc.stderr == "err\n"
+    proc = cli("run", "--rm", "-a", "stdin", "-a", "stdout", "busybox", "cat", input=b"in\n")
+    assert proc.stdout == "in\n"

@@ -34,6 +34,8 @@ def _run_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument("-i", "--interactive", action="store_true", help="keep stdin open")
     p.add_argument("-t", "--tty", action="store_true", help="allocate a pseudo-TTY")
     p.add_argument("--detach-keys", default="ctrl-p,ctrl-q", help="keys to detach")
+    p.add_argument("-a", "--attach", action="append", default=[],
+                   choices=["stdin", "stdout", "stderr"], help="attach to STDIN, STDOUT or STDERR")
     p.add_argument("--rm", action="store_true", help="remove the container when it exits")
     p.add_argument("--name", help="assign a name to the container")
     p.add_argument("-e", "--env", action="append", default=[], help="set environment variables")

@@ -44,9 +44,12 @@ def parse_detach_keys(spec: str) -> bytes:
     return bytes(keys)
 
 
+SHOWN = {protocol.KIND_STDOUT, protocol.KIND_STDERR}  # `run -a` narrows it
+
+
 def show_frame(kind: int, payload: bytes) -> int | None:
     """Write an output frame where it belongs; the exit code when the frame says exit."""
-    if kind in (protocol.KIND_STDOUT, protocol.KIND_STDERR):
+    if kind in SHOWN:
         stream = sys.stdout.buffer if kind == protocol.KIND_STDOUT else sys.stderr.buffer
         stream.write(payload)
         stream.flush()

@@ -77,7 +77,8 @@ def run_options(args: argparse.Namespace) -> RunOptions:
         restart=args.restart, stop_signal=args.stop_signal, stop_timeout=args.stop_timeout,
         labels=_parse_kv(args.label, "label"), auto_remove=args.rm, network=args.network,
         log_opts=_parse_kv(args.log_opt, "log-opt"), ulimits=args.ulimit,
-        read_only=args.read_only, tty=args.tty, interactive=args.interactive,
+        read_only=args.read_only, tty=args.tty,
+        interactive=args.interactive or "stdin" in args.attach,
         volumes=args.volume, mounts=args.mount, tmpfs=args.tmpfs,
         **_limits(args, run=True))
 
@@ -121,6 +122,12 @@ def cmd_run(engine: Engine, args: argparse.Namespace) -> int:
     if args.detach:
         _out(engine.run(opts).id)
         return 0
+    if args.attach:
+        from ..engine.supervisor import protocol
+        from . import attach
+
+        attach.SHOWN = {kind for name, kind in protocol.STREAM_KINDS.items()
+                        if name in args.attach}
     config = engine.create(opts)
     return _attach_and_wait(engine, config.id, remove_on_failure=opts.auto_remove,
                             stdin=opts.interactive, tty=opts.tty, detach_keys=args.detach_keys)
