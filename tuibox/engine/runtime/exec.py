@@ -24,7 +24,7 @@ from typing import NoReturn
 
 from ..errors import SetupError
 from . import _libc, capabilities
-from .init import StepFailed, _lookup, _step
+from .init import StepFailed, _lookup, _step, step_value
 from .users import resolve_user
 
 # Joined in this order; the mount namespace last (it changes our root and /proc).
@@ -96,13 +96,7 @@ def _command(plan: ExecPlan, err_fd: int, sock: socket.socket | None) -> NoRetur
             os.chdir(plan.cwd or "/")
 
         _step("chdir", cwd)
-        path = ""
-
-        def find() -> None:
-            nonlocal path
-            path = _lookup(plan.args[0], env)
-
-        _step("exec", find)
+        path = step_value("exec", lambda: _lookup(plan.args[0], env))
         mask = (1 << (_libc.last_cap() + 1)) - 1 if plan.privileged \
             else capabilities.DEFAULT_MASK
 

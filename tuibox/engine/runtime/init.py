@@ -23,10 +23,12 @@ import termios
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import NoReturn
+from typing import NoReturn, TypeVar
 
 from . import _libc, capabilities
 from .users import resolve_user
+
+T = TypeVar("T")
 
 # Docker's masked and read-only /proc and /sys paths (moby daemon/pkg/oci/defaults.go).
 MASKED_PATHS = (
@@ -105,6 +107,17 @@ def _step(stage: str, fn: Callable[[], None]) -> None:
         raise StepFailed(stage, exc.errno or 0, str(exc)) from exc
     except (LookupError, ValueError) as exc:
         raise StepFailed(stage, 0, str(exc)) from exc
+
+
+def step_value(stage: str, fn: Callable[[], T]) -> T:
+    """``_step`` for a step that produces something (the path to exec, the user …)."""
+    result: list[T] = []
+
+    def run() -> None:
+        result.append(fn())
+
+    _step(stage, run)
+    return result[0]
 
 
 def mount_overlay(layer_dirs: list[str], container_dir: Path) -> None:
@@ -373,13 +386,7 @@ def _run(plan: InitPlan, err_fd: int) -> None:
         os.chdir(plan.cwd)
 
     _step("chdir", _cwd)
-    path = ""
-
-    def _find() -> None:
-        nonlocal path
-        path = _lookup(plan.args[0], env)
-
-    _step("exec", _find)
+    path = step_value("exec", lambda: _lookup(plan.args[0], env))
     os.umask(0o022)
     if slave >= 0:
 
