@@ -19,7 +19,7 @@ from tuibox.engine import Engine, RunOptions
 def main(counts: list[int]) -> None:
     root = Path(tempfile.mkdtemp(prefix="tuibox-bench-"))
     engine = Engine(root / "root")
-    from tests.imagefixtures import busybox_rootfs
+    from tuibox.engine.images.hostrootfs import busybox_rootfs
 
     rootfs = busybox_rootfs(root / "rootfs")
     engine.images.import_image(rootfs, ref="busybox:latest")

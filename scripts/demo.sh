@@ -14,7 +14,7 @@ tuibox=.venv/bin/tuibox
 if ! $tuibox images -q busybox:latest | grep -q .; then
     rootfs=$(mktemp -d)
     trap 'rm -rf "$rootfs"' EXIT
-    .venv/bin/python -c 'import sys; from tests.imagefixtures import busybox_rootfs; from pathlib import Path; busybox_rootfs(Path(sys.argv[1]))' "$rootfs"
+    .venv/bin/python -m tuibox.engine.images.hostrootfs "$rootfs"
     $tuibox import -c 'CMD ["sh"]' "$rootfs" busybox:latest
 fi
 

@@ -10,44 +10,16 @@ import gzip
 import hashlib
 import io
 import json
-import os
-import shutil
 import subprocess
 import tarfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from tuibox.engine.images import ImageStore
+from tuibox.engine.images.hostrootfs import BUSYBOX, GROUP, PASSWD, busybox_rootfs
 from tuibox.engine.paths import StatePaths
 
-BUSYBOX = Path("/bin/busybox")
-PASSWD = "root:x:0:0:root:/root:/bin/sh\nnobody:x:65534:65534:nobody:/home:/bin/false\n"
-GROUP = "root:x:0:\nnogroup:x:65534:\n"
-
-
-def busybox_rootfs(dest: Path) -> Path:
-    """Build a minimal busybox root filesystem in ``dest`` and return it."""
-    dest.mkdir(parents=True, exist_ok=True)
-    for name in ("bin", "etc", "root", "home", "var", "proc", "sys", "dev", "tmp"):
-        (dest / name).mkdir(exist_ok=True)
-    os.chmod(dest / "tmp", 0o1777)
-    os.chmod(dest / "root", 0o700)
-    shutil.copy2(BUSYBOX, dest / "bin" / "busybox")
-    applets = subprocess.run([str(BUSYBOX), "--list-full"], check=True, capture_output=True,
-                             text=True).stdout.split()
-    for applet in applets:
-        rel = Path(applet.lstrip("/"))
-        if rel == Path("bin/busybox"):
-            continue
-        link = dest / rel
-        link.parent.mkdir(parents=True, exist_ok=True)
-        if link.is_symlink() or link.exists():
-            continue
-        # Relative links keep the rootfs valid wherever it is mounted or unpacked.
-        link.symlink_to(os.path.relpath(dest / "bin" / "busybox", link.parent))
-    (dest / "etc" / "passwd").write_text(PASSWD)
-    (dest / "etc" / "group").write_text(GROUP)
-    return dest
+__all__ = ["BUSYBOX", "GROUP", "PASSWD", "busybox_rootfs"]
 
 
 def build_busybox_archives(tmp: Path) -> tuple[Path, Path]:
