@@ -60,7 +60,8 @@ def test_run_exit_codes(cli: Cli) -> None:
     assert 'exec: "nonexistent": executable file not found in $PATH' in missing.stderr
     assert len(missing.stderr.strip().splitlines()) == 1
     assert cli("run", "--rm", "busybox", "/etc", check=False).returncode == 126
-    bad_image = cli("run", "nosuchimage", "true", check=False)
+    # --pull never: a missing image must not send this test to a registry on the internet
+    bad_image = cli("run", "--pull", "never", "nosuchimage", "true", check=False)
     assert bad_image.returncode == 125 and "No such image" in bad_image.stderr
     bad_flag = cli("run", "--bogus", "busybox", "true", check=False)
     assert bad_flag.returncode == 125

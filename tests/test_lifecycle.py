@@ -145,7 +145,8 @@ def test_bad_input_leaves_nothing(engine: Engine) -> None:
     from tuibox.engine import ImageNotFound
 
     with pytest.raises(ImageNotFound):
-        engine.create(RunOptions(image="nosuchimage", command=["true"], name="x"))
+        engine.create(RunOptions(image="nosuchimage", command=["true"], name="x",
+                                 pull="never"))  # no registry outside loopback
     with pytest.raises(InvalidArgument):
         engine.create(RunOptions(image="busybox", command=["true"], restart="sometimes"))
     with pytest.raises(InvalidArgument):

@@ -244,9 +244,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         print("tuibox: must run as root (it creates namespaces, cgroups and mounts)",
               file=sys.stderr)
         return 125
-    from ..engine import Engine
-
     try:
+        if args.verb in ("run", "create"):
+            from .fastrun import try_fast
+
+            code = try_fast(args)
+            if code is not None:
+                return code
+        from ..engine import Engine  # after the fast path: this import alone is ~100 ms
+
         engine = Engine(args.root)
         return int(args.handler(engine, args))
     except TuiboxError as exc:

@@ -10,9 +10,10 @@ import select
 import signal
 import struct
 import sys
+from collections.abc import Callable
 from typing import TYPE_CHECKING
 
-from ..engine.errors import InvalidArgument
+from ..engine.errors import InvalidArgument, TuiboxError
 from ..engine.supervisor import protocol
 from .tty import raw_terminal, winsize
 
@@ -115,3 +116,30 @@ def session(conn: Connection, *, stdin: bool, tty: bool, detach_keys: bytes) -> 
                     code = show_frame(kind, payload)
                     if code is not None:
                         return code
+
+
+def follow(conn: Connection, *, stdin: bool, tty: bool, detach_keys: bytes,
+           kill: Callable[[str], None], wait: Callable[[], int]) -> int:
+    """Stream an attached container to the end: its exit code (0 when the user detached)."""
+    if stdin or tty:
+        try:
+            code = session(conn, stdin=stdin, tty=tty, detach_keys=detach_keys)
+        finally:
+            conn.close()
+        return 0 if code == DETACHED else code
+
+    def forward(signum: int, _frame: object) -> None:
+        # Like docker's --sig-proxy: the container gets the signal, we keep streaming.
+        with contextlib.suppress(TuiboxError):
+            kill(str(signum))
+
+    for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGQUIT):
+        signal.signal(sig, forward)
+    try:
+        for kind, payload in conn.frames():
+            exit_code = show_frame(kind, payload)
+            if exit_code is not None:
+                return exit_code
+    finally:
+        conn.close()
+    return wait()

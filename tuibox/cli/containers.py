@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import contextlib
 import json
 import shlex
 import signal
@@ -65,13 +64,19 @@ def _env_entry(entry: str, host: Any) -> str:
 def run_options(args: argparse.Namespace) -> RunOptions:
     from ..engine.models import RunOptions
 
+    return RunOptions(**run_options_dict(args))
+
+
+def run_options_dict(args: argparse.Namespace) -> dict[str, Any]:
+    """The flags as ``RunOptions`` fields, with the stdlib only (the fast path sends them
+    to the supervisor, which validates them; importing pydantic here costs ~90 ms)."""
     command = list(args.command)
     if command and command[0] == "--":
         command = command[1:]
     entrypoint = None
     if args.entrypoint is not None:
         entrypoint = [args.entrypoint] if args.entrypoint else [""]
-    return RunOptions(
+    return dict(
         image=args.image, command=command, entrypoint=entrypoint, name=args.name,
         env=_env(args), workdir=args.workdir, user=args.user, hostname=args.hostname,
         restart=args.restart, stop_signal=args.stop_signal, stop_timeout=args.stop_timeout,
@@ -79,12 +84,12 @@ def run_options(args: argparse.Namespace) -> RunOptions:
         log_opts=_parse_kv(args.log_opt, "log-opt"), ulimits=args.ulimit,
         read_only=args.read_only, tty=args.tty,
         interactive=args.interactive or "stdin" in args.attach,
-        volumes=args.volume, mounts=args.mount, tmpfs=args.tmpfs,
+        volumes=args.volume, mounts=args.mount, tmpfs=args.tmpfs, pull=args.pull,
         **_limits(args, run=True))
 
 
 def _size(value: str | None, flag: str) -> int | None:
-    from ..engine.cgroups.resources import parse_bytes
+    from ..engine.units import parse_bytes
 
     if value is None:
         return None
@@ -136,46 +141,18 @@ def cmd_run(engine: Engine, args: argparse.Namespace) -> int:
 def _attach_and_wait(engine: Engine, cid: str, *, remove_on_failure: bool = False,
                      stdin: bool = False, tty: bool = False,
                      detach_keys: str = "ctrl-p,ctrl-q") -> int:
+    from .attach import follow, parse_detach_keys, terminal_size
 
-    if stdin or tty:
-        from .attach import DETACHED, parse_detach_keys, session, terminal_size
-
-        keys = parse_detach_keys(detach_keys)
-        try:
-            conn = engine.start_attached(cid, stdin=stdin, size=terminal_size() if tty else None)
-        except TuiboxError:
-            if remove_on_failure:
-                engine.remove(cid, force=True)
-            raise
-        try:
-            code = session(conn, stdin=stdin, tty=tty, detach_keys=keys)
-        finally:
-            conn.close()
-        return 0 if code == DETACHED else code
+    keys = parse_detach_keys(detach_keys)
     try:
-        conn = engine.start_attached(cid)
+        conn = engine.start_attached(cid, stdin=stdin,
+                                     size=terminal_size() if tty else None)
     except TuiboxError:
         if remove_on_failure:
             engine.remove(cid, force=True)
         raise
-
-    def forward(signum: int, _frame: object) -> None:
-        # Like docker's --sig-proxy: the container gets the signal, we keep streaming.
-        with contextlib.suppress(TuiboxError):
-            engine.kill(cid, signal_=str(signum))
-
-    for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGQUIT):
-        signal.signal(sig, forward)
-    from .attach import show_frame
-
-    try:
-        for kind, payload in conn.frames():
-            exit_code = show_frame(kind, payload)
-            if exit_code is not None:
-                return exit_code
-    finally:
-        conn.close()
-    return engine.wait(cid)
+    return follow(conn, stdin=stdin, tty=tty, detach_keys=keys,
+                  kill=lambda sig: engine.kill(cid, signal_=sig), wait=lambda: engine.wait(cid))
 
 
 def cmd_start(engine: Engine, args: argparse.Namespace) -> int:

@@ -14,6 +14,7 @@ import stat
 from pydantic import BaseModel, ConfigDict, Field
 
 from ..errors import InvalidArgument
+from ..units import parse_bytes
 
 DEFAULT_PIDS_LIMIT = 4096
 CPU_PERIOD = 100_000
@@ -59,15 +60,7 @@ class Resources(BaseModel):
         return None
 
 
-_BINARY = {"": 1, "b": 1, "k": 1024, "m": 1024**2, "g": 1024**3, "t": 1024**4}
-
-
-def parse_bytes(value: str, flag: str) -> int:
-    """docker's ``RAMInBytes``: binary units, ``32m`` = 32 MiB."""
-    m = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([bkmgt]?)b?\s*", value.lower())
-    if not m:
-        raise InvalidArgument(f"invalid value {value!r} for {flag}: expected a size like 64m")
-    return int(float(m.group(1)) * _BINARY[m.group(2)])
+__all__ = ["parse_bytes"]  # re-exported: it used to live here
 
 
 def parse_cpus(value: str) -> tuple[int, int]:

@@ -588,6 +588,33 @@ class Supervisor:
         pid = self.start(cid, attach, winsize=_winsize(msg))
         client.reply({"ok": True, "pid": pid}, last=attach is None)
 
+    def op_create(self, client: Client, msg: dict[str, Any]) -> None:
+        """``create`` (and ``start``) for the CLI's fast path: we have the engine loaded
+        already, so a ``tuibox run`` need not import pydantic at all.  We never pull (that
+        takes threads): a missing image is answered with ``missing_image`` and the CLI
+        pulls, then takes the ordinary path."""
+        from ..engine import Engine
+        from ..errors import ImageNotFound
+        from ..models import RunOptions
+
+        opts = RunOptions.model_validate(msg["options"])
+        try:
+            config = Engine(self.paths.root).create(opts.model_copy(update={"pull": "never"}))
+        except ImageNotFound as exc:
+            client.reply({"error": exc.message, "exit_code": exc.exit_code,
+                          "missing_image": True}, last=True)
+            return
+        client.reply({"ok": True, "id": config.id}, last=not msg.get("start"))
+        if not msg.get("start"):
+            return
+        try:
+            self.op_start(client, {**msg, "id": config.id})
+        except TuiboxError:
+            if opts.auto_remove:  # --rm: a container that could not start goes too
+                self.store.remove_files(config.id)
+                self.store.emit("destroy", config.id, config.name)
+            raise
+
     def op_attach(self, client: Client, msg: dict[str, Any]) -> None:
         cid = msg["id"]
         run = self.running.get(cid)
