@@ -294,5 +294,13 @@ def test_cli_pull_progress_and_quiet(root: Path, filled: Filled) -> None:
     try:
         assert ran.returncode == 0, ran.stderr
         assert ran.stdout == "ok\n" and "Pull complete" in ran.stderr
+        # the default policy on a missing image: the CLI's fast path hands over to the
+        # ordinary path, which pulls, then runs
+        tuibox("rmi", f"{filled.addr}/busybox")
+        again = tuibox("run", "--rm", f"{filled.addr}/busybox", "echo", "again")
+        assert again.returncode == 0, again.stderr
+        assert again.stdout == "again\n" and "Unable to find image" in again.stderr
+        never = tuibox("run", "--rm", "--pull", "never", f"{filled.addr}/other", "true")
+        assert never.returncode == 125 and "No such image" in never.stderr
     finally:
         Engine(root).shutdown(force=True)
