@@ -249,3 +249,21 @@ def test_failed_limit_is_setup_error_naming_the_step(engine: Engine) -> None:
         engine.start(cid)
     assert info.value.stage == "cgroup limits"
     assert not engine.containers.state(cid).running
+
+
+def test_200_containers_one_stats_pass_and_many_fds(engine: Engine) -> None:
+    """200 running containers: the supervisor holds over 1024 fds (it once broke select()),
+    and one stats pass covers them all by reading files, with no process per container."""
+    ids = {engine.run(RunOptions(image="busybox", command=["sleep", "60"])).id
+           for _ in range(200)}
+    supervisor = int(engine.supervisor.request({"op": "ping"})["pid"])
+    assert len(os.listdir(f"/proc/{supervisor}/fd")) > 1024
+    children_before = set(os.listdir("/proc"))
+    samples = engine.stats()
+    assert set(samples) == ids
+    assert all(s.pids == 1 and s.memory_usage > 0 for s in samples.values())
+    new = {p for p in set(os.listdir("/proc")) - children_before if p.isdigit()}
+    assert not any("tuibox" in Path(f"/proc/{p}/cmdline").read_text(errors="ignore")
+                   for p in new if Path(f"/proc/{p}").exists())
+    # and the supervisor still answers and starts more
+    assert engine.wait(engine.run(RunOptions(image="busybox", command=["true"])).id) == 0
