@@ -10,7 +10,7 @@ import argparse
 import os
 import sys
 from collections.abc import Callable, Sequence
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from ..engine import Engine
@@ -20,6 +20,10 @@ Handler = Callable[["Engine", argparse.Namespace], int]
 
 class ArgumentParser(argparse.ArgumentParser):
     """Docker's exit code 125 and one-line message for a bad flag."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.verbs: set[str] = set()  # every verb and alias, built or not
 
     def error(self, message: str) -> None:  # type: ignore[override]
         self.print_usage(sys.stderr)
@@ -91,7 +95,34 @@ def _resource_flags(p: argparse.ArgumentParser, *, run: bool) -> None:
     p.add_argument("--oom-kill-disable", action="store_true", help="disable the OOM killer")
 
 
-def build_parser() -> ArgumentParser:
+class _Skipped(ArgumentParser):
+    """Stands in for the parsers of verbs not on the command line: their flags are not
+    built at all (building all ~40 costs more than a container start)."""
+
+    def add_argument(self, *args: Any, **kwargs: Any) -> Any:
+        return None
+
+    def set_defaults(self, **kwargs: Any) -> None:
+        return None
+
+
+def _verb_of(argv: Sequence[str]) -> str | None:
+    """The verb on the command line (``--root DIR`` may come first), if any."""
+    i = 0
+    while i < len(argv):
+        arg = argv[i]
+        if arg == "--root":
+            i += 2
+            continue
+        if arg.startswith("--root="):
+            i += 1
+            continue
+        return None if arg.startswith("-") else arg
+    return None
+
+
+def build_parser(only: str | None = None) -> ArgumentParser:
+    """The whole parser, or with ``only`` just that verb's sub-parser built."""
     from . import containers as c
     from . import images as i
     from . import registry as r
@@ -102,7 +133,12 @@ def build_parser() -> ArgumentParser:
     parser.add_argument("--root", help="state root (default $TUIBOX_ROOT or /var/lib/tuibox)")
     sub = parser.add_subparsers(dest="verb", metavar="COMMAND", parser_class=ArgumentParser)
 
+    skipped = _Skipped(add_help=False)
+
     def verb(name: str, handler: Handler, help: str, aliases: Sequence[str] = ()) -> ArgumentParser:
+        parser.verbs.update((name, *aliases))
+        if only is not None and only != name and only not in aliases:
+            return skipped
         p: ArgumentParser = sub.add_parser(name, help=help, aliases=list(aliases),
                                            add_help=False)
         p.add_argument("--help", action="help", help="show this help and exit")
@@ -235,7 +271,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     from ..engine.errors import TuiboxError
 
     args_list = list(sys.argv[1:] if argv is None else argv)
-    parser = build_parser()
+    verb = _verb_of(args_list)
+    parser = build_parser(only=verb)
+    if verb is not None and verb not in parser.verbs:
+        parser = build_parser()  # an unknown verb: the full parser says which exist
     args = parser.parse_args(args_list)
     if not getattr(args, "handler", None):
         parser.print_help()
