@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import socket
+from typing import Any
 
 import pytest
 
@@ -180,3 +181,26 @@ def test_writes_stay_in_the_container(engine: Engine) -> None:
     assert out == "data\n"
     code, out, _ = sh(engine, "cat /root/file 2>&1 || echo absent")
     assert "absent" in out
+
+
+def test_seccomp_filter_blocks_new_namespaces(engine: Engine) -> None:
+    code, out, _ = sh(engine, "grep Seccomp: /proc/self/status; "
+                              "unshare -U true 2>/dev/null && echo USERNS || echo BLOCKED; "
+                              "(true) && echo FORK-OK")
+    assert out.split() == ["Seccomp:", "2", "BLOCKED", "FORK-OK"]
+    code, out, _ = sh(engine, "grep Seccomp: /proc/self/status; unshare -U true && echo USERNS",
+                      security_opt=["seccomp=unconfined"])
+    assert out.split() == ["Seccomp:", "0", "USERNS"]
+    from tuibox.engine import InvalidArgument
+
+    with pytest.raises(InvalidArgument, match="security-opt"):
+        engine.create(RunOptions(image="busybox", command=["true"],
+                                 security_opt=["apparmor=x"]))
+
+
+def test_exec_privileged_gets_our_caps_and_no_filter(cli: Any) -> None:
+    cid = cli("run", "-d", "busybox", "sleep", "60").stdout.strip()
+    plain = cli("exec", cid, "grep", "-E", "Seccomp:|CapEff", "/proc/self/status").stdout
+    assert "a80425fb" in plain and "Seccomp:\t2" in plain
+    priv = cli("exec", "--privileged", cid, "grep", "Seccomp:", "/proc/self/status").stdout
+    assert priv.split() == ["Seccomp:", "0"]

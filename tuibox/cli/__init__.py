@@ -57,6 +57,8 @@ def _run_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument("--log-opt", action="append", default=[], help="log driver options")
     p.add_argument("--ulimit", action="append", default=[], help="ulimit options")
     p.add_argument("--read-only", action="store_true", help="mount the root filesystem read-only")
+    p.add_argument("--security-opt", action="append", default=[],
+                   help="seccomp=unconfined, no-new-privileges")
     p.add_argument("-v", "--volume", action="append", default=[],
                    help="bind mount a host path or a named volume: SRC:DST[:ro]")
     p.add_argument("--mount", action="append", default=[],

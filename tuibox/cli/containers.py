@@ -85,6 +85,7 @@ def run_options_dict(args: argparse.Namespace) -> dict[str, Any]:
         read_only=args.read_only, tty=args.tty,
         interactive=args.interactive or "stdin" in args.attach,
         volumes=args.volume, mounts=args.mount, tmpfs=args.tmpfs, pull=args.pull,
+        security_opt=args.security_opt,
         **_limits(args, run=True))
 
 

@@ -123,6 +123,7 @@ class Engine:
         from .limits import resources_for
         from .mounts import materialize, mounts_for
 
+        seccomp = _seccomp_from(opts.security_opt)
         image = ensure_image(self.images, opts.image, policy=opts.pull)
         resources = resources_for(opts)
         mounts = mounts_for(opts, image.config)
@@ -152,7 +153,8 @@ class Engine:
                 stop_timeout=opts.stop_timeout, network_mode=opts.network,
                 log_options=log_opts, ulimits=ulimits,
                 layer_dirs=[str(p) for p in self.images.layer_dirs(image)],
-                read_only=opts.read_only, resources=resources, mounts=mounts)
+                read_only=opts.read_only, resources=resources, mounts=mounts,
+                seccomp=seccomp)
             self.containers.write_config(config)
             self.containers.write_state(cid, ContainerState())
         except BaseException:
@@ -377,7 +379,7 @@ class Engine:
                         env=merge_env(c.config.process.env, extra, env or []),
                         cwd=workdir or c.config.process.cwd,
                         user=user if user is not None else c.config.process.user,
-                        tty=tty, stdin=stdin, privileged=privileged,
+                        tty=tty, stdin=stdin, privileged=privileged, seccomp=c.config.seccomp,
                         cgroup_procs=detect_driver().procs_files(st.cgroup))
 
     def containers_using(self, image_id: str) -> builtins.list[str]:
@@ -517,6 +519,22 @@ def _log_options(opts: dict[str, str], parse_size: Any) -> LogOptions:
     if max_size == 0:
         raise InvalidArgument("max-size must be a positive number")
     return LogOptions(max_size=max_size, max_file=max_file)
+
+
+def _seccomp_from(security_opt: builtins.list[str]) -> bool:
+    """``--security-opt``: ``seccomp=unconfined`` turns the filter off; no_new_privs is
+    always on already."""
+    seccomp = True
+    for opt in security_opt:
+        key, _, value = opt.replace(":", "=", 1).partition("=")
+        if key == "seccomp" and value == "unconfined":
+            seccomp = False
+        elif key == "no-new-privileges" and value in ("", "true"):
+            continue
+        else:
+            raise InvalidArgument(f"unsupported --security-opt {opt!r}: tuibox knows "
+                                  f"seccomp=unconfined and no-new-privileges")
+    return seccomp
 
 
 def _os_name() -> str:

@@ -137,6 +137,7 @@ class ContainerConfig(Record):
     read_only: bool = False
     resources: Resources = Field(default_factory=Resources)
     mounts: list[Mount] = Field(default_factory=list)
+    seccomp: bool = True  # False with --security-opt seccomp=unconfined
 
 
 Status = Literal["created", "running", "paused", "restarting", "removing", "exited", "dead"]
@@ -247,6 +248,7 @@ class RunOptions(Record):
     pull: Literal["missing", "always", "never"] = "missing"  # run --pull
     tty: bool = False  # -t
     interactive: bool = False  # -i
+    security_opt: list[str] = Field(default_factory=list)  # seccomp=unconfined …
     volumes: list[str] = Field(default_factory=list)  # -v host:ctr[:ro], -v name:ctr, -v /ctr
     mounts: list[str] = Field(default_factory=list)  # --mount type=…,source=…,target=…
     tmpfs: list[str] = Field(default_factory=list)  # --tmpfs /run[:options]

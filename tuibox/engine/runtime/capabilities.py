@@ -61,3 +61,13 @@ def become(user: ResolvedUser, keep: int, *, no_new_privs: bool) -> None:
     apply(keep, is_root=user.uid == 0)
     if no_new_privs:
         _libc.prctl(_libc.PR_SET_NO_NEW_PRIVS, 1)
+
+
+def own_permitted() -> int:
+    """Our own permitted set: ``--privileged`` gets all of it (a host may withhold some,
+    as this one withholds CAP_SYS_RESOURCE, and asking for more fails)."""
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith("CapPrm:"):
+                return int(line.split()[1], 16)
+    return DEFAULT_MASK

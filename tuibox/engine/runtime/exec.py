@@ -25,6 +25,8 @@ from typing import NoReturn
 from ..errors import SetupError
 from . import _libc, capabilities
 from .init import StepFailed, _lookup, _step, step_value
+from .seccomp import available as seccomp_available
+from .seccomp import load_default_filter
 from .users import resolve_user
 
 # Joined in this order; the mount namespace last (it changes our root and /proc).
@@ -46,6 +48,7 @@ class ExecPlan:
     privileged: bool = False
     cgroup_procs: list[Path] = field(default_factory=list)
     winsize: bytes = b""  # struct winsize of the user's terminal, set before the exec
+    seccomp: bool = True
 
 
 @dataclass
@@ -97,11 +100,12 @@ def _command(plan: ExecPlan, err_fd: int, sock: socket.socket | None) -> NoRetur
 
         _step("chdir", cwd)
         path = step_value("exec", lambda: _lookup(plan.args[0], env))
-        mask = (1 << (_libc.last_cap() + 1)) - 1 if plan.privileged \
-            else capabilities.DEFAULT_MASK
+        mask = capabilities.own_permitted() if plan.privileged else capabilities.DEFAULT_MASK
 
         _step("capabilities", lambda: capabilities.become(
             user, mask, no_new_privs=not plan.privileged))
+        if plan.seccomp and not plan.privileged:
+            _step("seccomp", load_default_filter)
         os.closerange(3, err_fd)
         os.closerange(err_fd + 1, 65536)
         os.execve(path, plan.args, dict(e.partition("=")[::2] for e in env))
@@ -159,6 +163,8 @@ def _helper(plan: ExecPlan, err_fd: int, sock: socket.socket | None) -> NoReturn
 def start_exec(plan: ExecPlan) -> ExecProcess:
     """Fork the helper from this (single-threaded) process; raise ``SetupError`` if the
     command could not start.  The caller waits for ``helper``."""
+    if plan.seccomp and not plan.privileged and not seccomp_available():
+        raise SetupError("seccomp", "libseccomp is not installed (Debian: libseccomp2)")
     err_r, err_w = os.pipe2(os.O_CLOEXEC)
     ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET) if plan.tty \
         else (None, None)

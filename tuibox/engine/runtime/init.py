@@ -26,6 +26,8 @@ from pathlib import Path
 from typing import NoReturn, TypeVar
 
 from . import _libc, capabilities
+from .seccomp import available as seccomp_available
+from .seccomp import load_default_filter
 from .users import resolve_user
 
 T = TypeVar("T")
@@ -84,6 +86,7 @@ class InitPlan:
     ulimits: list[tuple[str, int, int]] = field(default_factory=list)
     cgroup_binds: list[tuple[str, str]] = field(default_factory=list)  # (name, host dir)
     cap_mask: int = capabilities.DEFAULT_MASK
+    seccomp: bool = True
     cgroup_version: int = 1
     mounts: list[MountSpec] = field(default_factory=list)
     tty: bool = False
@@ -334,6 +337,9 @@ def container_init(plan: InitPlan, err_fd: int) -> NoReturn:
 
 def _run(plan: InitPlan, err_fd: int) -> None:
     rootfs = plan.container_dir / "rootfs"
+    if plan.seccomp:
+        # dlopen libseccomp while the host's libraries are still what "/" shows.
+        _step("seccomp", lambda: None if seccomp_available() else load_default_filter())
     _step("mount propagation",
           lambda: _libc.mount(None, "/", None, _libc.MS_REC | _libc.MS_PRIVATE))
     _step("mount rootfs", lambda: mount_overlay(plan.layer_dirs, plan.container_dir))
@@ -401,6 +407,8 @@ def _run(plan: InitPlan, err_fd: int) -> None:
 
     _step("capabilities", functools.partial(capabilities.become, resolved, plan.cap_mask,
                                             no_new_privs=True))
+    if plan.seccomp:
+        _step("seccomp", load_default_filter)
     # Nothing of the supervisor's may leak into the container (CVE-2024-21626 class).
     os.closerange(3, err_fd)
     os.closerange(err_fd + 1, 65536)

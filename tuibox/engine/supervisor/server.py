@@ -290,7 +290,7 @@ class Supervisor:
             ulimits=[(u.name, u.soft, u.hard) for u in config.ulimits],
             cgroup_binds=self.driver.bind_dirs(rel), cgroup_version=self.driver.version,
             mounts=[self._mount_spec(m) for m in config.mounts], tty=config.process.tty,
-            open_stdin=config.process.open_stdin, winsize=winsize)
+            open_stdin=config.process.open_stdin, winsize=winsize, seccomp=config.seccomp)
         try:
             spawned = spawn(plan, cgroup_procs=self.driver.procs_files(rel))
         except SetupError as exc:
@@ -875,5 +875,8 @@ def run(root: str, listen_fd: int, ctl_fd: int) -> None:
 
     _libc.prctl(_libc.PR_SET_CHILD_SUBREAPER, 1)
     raise_nofile_limit()
+    from ..runtime import seccomp
+
+    seccomp.available()  # load libseccomp once, before any fork
     gc.freeze()  # forked containers then share the interpreter's pages copy-on-write
     Supervisor(paths, listen, ctl).serve()
