@@ -92,3 +92,19 @@ def test_containers_outlive_the_client(engine: Engine, root: object) -> None:
     cid = out.stdout.strip()
     time.sleep(0.2)
     assert engine.containers.state(cid).running
+
+
+def test_kill_9_of_the_keeper_keeps_containers_logging(engine: Engine) -> None:
+    script = "i=0; while true; do echo $i; i=$((i+1)); sleep 0.02; done"
+    cid = engine.run(RunOptions(image="busybox", command=["/bin/sh", "-c", script])).id
+    keeper = int(engine.paths.keeper_pidfile.read_text())
+    os.kill(keeper, signal.SIGKILL)
+    time.sleep(0.5)
+    before = len(list(engine.logs(cid)))
+    time.sleep(0.5)
+    assert len(list(engine.logs(cid))) > before  # still logging, no SIGPIPE
+    assert engine.containers.state(cid).running
+    engine.stop(cid, timeout=0)
+    assert engine.containers.state(cid).exit_code == 137
+    numbers = [int(e.data) for e in engine.logs(cid)]
+    assert numbers == list(range(len(numbers)))

@@ -159,6 +159,7 @@ class Supervisor:
         self.restart_timers: dict[str, int] = {}
         self.spool = paths.run / "spool"
         self.stopping = False
+        self.keeper_gone = False
         self.wake_r, self.wake_w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
 
     # ------------------------------------------------------------------ timers
@@ -547,6 +548,8 @@ class Supervisor:
     # ------------------------------------------------------------------ requests
 
     def _keeper(self, message: dict[str, Any], fds: list[int] | None = None) -> None:
+        if self.keeper_gone:
+            return
         data = json.dumps(message).encode()
         try:
             if fds:
@@ -809,7 +812,14 @@ class Supervisor:
     def _from_keeper(self) -> None:
         data, fds, _, _ = socket.recv_fds(self.ctl, 65536, MAX_FDS_PER_MESSAGE)
         if not data:
-            raise SystemExit(0)  # the keeper is gone; nothing can hold our pipes now
+            # The keeper was killed.  We still hold every pipe, so the containers keep
+            # running and logging; only a later kill of ours would now lose anything.
+            log("the keeper is gone: running on without it (restart tuibox's supervisor "
+                "when convenient)")
+            self.sel.unregister(self.ctl)
+            self.ctl.close()
+            self.keeper_gone = True
+            return
         for fd in fds:
             os.close(fd)
         msg = json.loads(data)
