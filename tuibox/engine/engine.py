@@ -257,7 +257,7 @@ class Engine:
         config = self.containers.config(cid)
         self.containers.update_state(cid, lambda st: setattr(st, "removing", True))
         from .cgroups import detect_driver
-        from .supervisor.server import cgroup_rel
+        from .supervisor.running import cgroup_rel
 
         detect_driver().remove(cgroup_rel(cid))
         self.containers.remove_files(cid)

@@ -10,7 +10,6 @@ state records (see ``keeper.py``).
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import functools
 import gc
 import heapq
@@ -20,11 +19,8 @@ import os
 import selectors
 import signal
 import socket
-import struct
-import termios
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -35,113 +31,26 @@ from ..logs import LogWriter
 from ..models import ContainerConfig, ContainerState, Mount
 from ..paths import StatePaths
 from ..runtime.init import InitPlan, MountSpec
-from ..runtime.spawn import F_SETPIPE_SZ, PIPE_SIZE, raise_nofile_limit, spawn
+from ..runtime.spawn import raise_nofile_limit, spawn
 from ..signals import parse_signal
 from . import protocol
 from .keeper import MAX_FDS_PER_MESSAGE
+from .running import Client, Running, cgroup_rel, exit_code_of, pid_start_time
+from .stdio import StdioMixin, _winsize
 
 # After PID 1 exits the pipes normally reach EOF at once (the pid namespace dies with it);
 # this bounds the wait for a straggler before the exit is recorded anyway.
 DRAIN_GRACE = 2.0
 DEFAULT_STOP_TIMEOUT = 10
-CLIENT_BUFFER_LIMIT = 64 << 20
 
 
-def cgroup_rel(cid: str) -> str:
-    return f"tuibox/{cid}"
 
 
-def pid_start_time(pid: int) -> int:
-    """Field 22 of /proc/<pid>/stat: with the pid, names one process over time."""
-    try:
-        with open(f"/proc/{pid}/stat", "rb") as f:
-            data = f.read()
-    except OSError:
-        return 0
-    return int(data.rsplit(b")", 1)[1].split()[19])
 
 
-def exit_code_of(status: int) -> int:
-    code = os.waitstatus_to_exitcode(status)
-    return 128 - code if code < 0 else code
 
 
-class Client:
-    """One connection: buffered, non-blocking writes so a slow reader never stalls us."""
-
-    def __init__(self, sock: socket.socket, server: Supervisor) -> None:
-        self.sock = sock
-        self.server = server
-        self.reader = protocol.FrameReader()
-        self.out = bytearray()
-        self.closed = False
-        self.close_when_flushed = False
-        self.attached_to = ""  # the container whose stdin this client feeds
-
-    def send(self, data: bytes) -> None:
-        if self.closed:
-            return
-        if len(self.out) > CLIENT_BUFFER_LIMIT:
-            self.close()  # a reader that stopped reading loses its attach, not our memory
-            return
-        self.out += data
-        self.flush()
-
-    def reply(self, message: dict[str, Any], *, last: bool = False) -> None:
-        self.send(protocol.encode_json(message))
-        if last:
-            self.close_when_flushed = True
-            if not self.out:
-                self.close()
-
-    def flush(self) -> None:
-        while self.out and not self.closed:
-            try:
-                sent = self.sock.send(self.out)
-            except BlockingIOError:
-                break
-            except OSError:
-                self.close()
-                return
-            del self.out[:sent]
-        if not self.closed:
-            events = selectors.EVENT_READ | (selectors.EVENT_WRITE if self.out else 0)
-            self.server.sel.modify(self.sock, events, self)
-            if not self.out and self.close_when_flushed:
-                self.close()
-
-    def close(self) -> None:
-        if self.closed:
-            return
-        self.closed = True
-        with contextlib.suppress(KeyError, ValueError):
-            self.server.sel.unregister(self.sock)
-        self.sock.close()
-
-
-@dataclass
-class Running:
-    """What the supervisor holds for a container that has (or had) a live PID 1."""
-
-    cid: str
-    pid: int
-    writer: LogWriter | None
-    fds: dict[str, int] = field(default_factory=dict)
-    status: int | None = None  # waitpid status once reaped
-    attached: list[Client] = field(default_factory=list)
-    started: float = field(default_factory=time.monotonic)
-    stop_timer: int = 0
-    finish_timer: int = 0
-    pidfd: int = -1  # adopted with no parent link: watch the pidfd instead
-    pty: int = -1  # TTY master; its output is relayed into a pipe the log writer reads
-    relay_w: int = -1
-    stdin: int = -1  # write end of the container's stdin (-i), or the pty master
-    stdin_buf: bytearray = field(default_factory=bytearray)
-    stdin_eof: bool = False  # the client's stdin ended: close ours once the queue drains
-    external: dict[str, int] = field(default_factory=dict)  # what the keeper also holds
-
-
-class Supervisor:
+class Supervisor(StdioMixin):
     def __init__(self, paths: StatePaths, listen: socket.socket, ctl: socket.socket) -> None:
         self.paths = paths
         self.store = ContainerStore(paths)
@@ -333,72 +242,9 @@ class Supervisor:
         self.store.emit("start", cid, config.name)
         return spawned.pid
 
-    def _attach_streams(self, run: Running, fds: dict[str, int]) -> None:
-        """Wire a container's stdio into the loop (at start, and again on adoption)."""
-        run.external = dict(fds)
-        for stream, fd in fds.items():
-            os.set_blocking(fd, False)
-            if stream == "pty":
-                run.pty = run.stdin = fd
-                relay_r, run.relay_w = os.pipe2(os.O_CLOEXEC | os.O_NONBLOCK)
-                with contextlib.suppress(OSError):
-                    fcntl.fcntl(relay_r, F_SETPIPE_SZ, PIPE_SIZE)
-                run.fds["stdout"] = relay_r
-                self.sel.register(relay_r, selectors.EVENT_READ, (run.cid, "stdout"))
-                self.sel.register(fd, selectors.EVENT_READ, (run.cid, "pty"))
-            elif stream == "stdin":
-                run.stdin = fd
-            else:
-                run.fds[stream] = fd
-                self.sel.register(fd, selectors.EVENT_READ, (run.cid, stream))
 
-    def _relay_pty(self, cid: str) -> None:
-        """TTY output → the relay pipe → the log writer (which only splices from pipes)."""
-        run = self.running[cid]
-        try:
-            data = os.read(run.pty, 65536)
-        except BlockingIOError:
-            return
-        except OSError:  # EIO: every slave end closed, the container is gone
-            data = b""
-        if data:
-            os.write(run.relay_w, data)  # the pump below drains it before it can fill
-        else:
-            self.sel.unregister(run.pty)
-            os.close(run.relay_w)
-            run.relay_w = -1
-        self.pump(cid, "stdout")
 
-    def _write_stdin(self, run: Running, data: bytes) -> None:
-        if run.stdin < 0:
-            return
-        run.stdin_buf += data
-        self._flush_stdin(run)
 
-    def _flush_stdin(self, run: Running) -> None:
-        while run.stdin_buf:
-            try:
-                n = os.write(run.stdin, run.stdin_buf)
-            except BlockingIOError:
-                break
-            except OSError:  # the container closed its stdin: drop what is left
-                run.stdin_buf.clear()
-                break
-            del run.stdin_buf[:n]
-        if run.stdin_eof and not run.stdin_buf and run.stdin != run.pty:
-            self._close_stdin(run)
-            return
-        # Wait for room only while something is queued (a full pipe is back-pressure).
-        if run.stdin == run.pty:
-            if run.pty in self.sel.get_map():
-                events = selectors.EVENT_READ | (selectors.EVENT_WRITE if run.stdin_buf else 0)
-                self.sel.modify(run.pty, events, (run.cid, "pty"))
-            return
-        registered = run.stdin in self.sel.get_map()
-        if run.stdin_buf and not registered:
-            self.sel.register(run.stdin, selectors.EVENT_WRITE, (run.cid, "stdin"))
-        elif not run.stdin_buf and registered:
-            self.sel.unregister(run.stdin)
 
     def _mount_spec(self, m: Mount) -> MountSpec:
         if m.type == "tmpfs":
@@ -618,43 +464,10 @@ class Supervisor:
                 self.store.emit("destroy", config.id, config.name)
             raise
 
-    def op_attach(self, client: Client, msg: dict[str, Any]) -> None:
-        cid = msg["id"]
-        run = self.running.get(cid)
-        if run is None or run.status is not None:
-            raise TuiboxError(f"You cannot attach to a stopped container {cid[:12]}, start it "
-                              f"first")
-        run.attached.append(client)
-        if msg.get("stdin"):
-            client.attached_to = cid
-        self._resize(run, msg)
-        client.reply({"ok": True, "tty": run.pty >= 0})
 
-    def op_resize(self, client: Client, msg: dict[str, Any]) -> None:
-        run = self.running.get(client.attached_to or msg.get("id", ""))
-        if run is not None:
-            self._resize(run, msg)
 
-    def _resize(self, run: Running, msg: dict[str, Any]) -> None:
-        size = _winsize(msg)
-        if run.pty >= 0 and size:
-            with contextlib.suppress(OSError):
-                fcntl.ioctl(run.pty, termios.TIOCSWINSZ, size)
 
-    def op_stdin_eof(self, client: Client, msg: dict[str, Any]) -> None:
-        run = self.running.get(client.attached_to)
-        if run is None or run.pty >= 0 or run.stdin < 0:
-            return
-        run.stdin_eof = True
-        self._flush_stdin(run)  # closes it once everything queued has been written
 
-    def _close_stdin(self, run: Running) -> None:
-        with contextlib.suppress(KeyError, ValueError):
-            self.sel.unregister(run.stdin)
-        os.close(run.stdin)
-        run.stdin = -1
-        run.external.pop("stdin", None)
-        self._keeper({"op": "drop_stream", "cid": run.cid, "stream": "stdin"})
 
     def op_stop(self, client: Client, msg: dict[str, Any]) -> None:
         cid = msg["id"]
@@ -782,7 +595,7 @@ class Supervisor:
             with contextlib.suppress(BlockingIOError):
                 sock, _ = self.listen.accept()
                 sock.setblocking(False)
-                client = Client(sock, self)
+                client = Client(sock, self.sel)
                 self.sel.register(sock, selectors.EVENT_READ, client)
         elif data == "signal":
             with contextlib.suppress(BlockingIOError):
@@ -853,13 +666,6 @@ class Supervisor:
                 self.handle(client, json.loads(payload))
             elif kind == protocol.KIND_STDIN and client.attached_to in self.running:
                 self._write_stdin(self.running[client.attached_to], payload)
-
-
-def _winsize(msg: dict[str, Any]) -> bytes:
-    rows, cols = msg.get("rows"), msg.get("cols")
-    if not rows or not cols:
-        return b""
-    return struct.pack("HHHH", int(rows), int(cols), 0, 0)
 
 
 def _mark_restarting(st: ContainerState) -> None:
