@@ -36,7 +36,7 @@ from ..signals import parse_signal
 from . import protocol
 from .keeper import MAX_FDS_PER_MESSAGE
 from .running import Client, Running, cgroup_rel, exit_code_of, pid_start_time
-from .stdio import StdioMixin, _winsize
+from .stdio import StdioMixin, winsize_of
 
 # After PID 1 exits the pipes normally reach EOF at once (the pid namespace dies with it);
 # this bounds the wait for a straggler before the exit is recorded anyway.
@@ -434,7 +434,7 @@ class Supervisor(StdioMixin):
         self.store.update_state(cid, lambda st: setattr(st, "manually_stopped", False))
         if msg.get("stdin"):
             client.attached_to = cid
-        pid = self.start(cid, attach, winsize=_winsize(msg))
+        pid = self.start(cid, attach, winsize=winsize_of(msg))
         client.reply({"ok": True, "pid": pid}, last=attach is None)
 
     def op_create(self, client: Client, msg: dict[str, Any]) -> None:

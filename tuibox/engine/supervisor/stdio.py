@@ -110,7 +110,7 @@ class StdioMixin:
             self._resize(run, msg)
 
     def _resize(self, run: Running, msg: dict[str, Any]) -> None:
-        size = _winsize(msg)
+        size = winsize_of(msg)
         if run.pty >= 0 and size:
             with contextlib.suppress(OSError):
                 fcntl.ioctl(run.pty, termios.TIOCSWINSZ, size)
@@ -131,7 +131,7 @@ class StdioMixin:
         self._keeper({"op": "drop_stream", "cid": run.cid, "stream": "stdin"})
 
 
-def _winsize(msg: dict[str, Any]) -> bytes:
+def winsize_of(msg: dict[str, Any]) -> bytes:
     rows, cols = msg.get("rows"), msg.get("cols")
     if not rows or not cols:
         return b""
