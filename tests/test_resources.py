@@ -267,3 +267,21 @@ def test_200_containers_one_stats_pass_and_many_fds(engine: Engine) -> None:
                    for p in new if Path(f"/proc/{p}").exists())
     # and the supervisor still answers and starts more
     assert engine.wait(engine.run(RunOptions(image="busybox", command=["true"])).id) == 0
+
+
+def test_busy_cgroup_is_retried_not_leaked(engine: Engine) -> None:
+    """A cgroup the kernel still holds when its container exits is removed later."""
+    import subprocess
+
+    cid = run_d(engine, "sleep 60")
+    holder = subprocess.Popen(["sleep", "60"])  # a host process parked in the cgroup
+    try:
+        (V1 / "pids/tuibox" / cid / "cgroup.procs").write_text(str(holder.pid))
+        engine.stop(cid, timeout=0)
+        assert (V1 / "pids/tuibox" / cid).exists()  # busy: could not be removed yet
+        (V1 / "pids/cgroup.procs").write_text(str(holder.pid))  # the holder leaves
+    finally:
+        holder.kill()
+        holder.wait()
+    wait_until(lambda: not any((V1 / c / "tuibox" / cid).exists()
+                               for c in ("pids", "memory", "cpu", "freezer")), timeout=10)

@@ -129,6 +129,8 @@ class Supervisor(StdioMixin):
                 continue
             if st.restarting:
                 self._schedule_restart(c.id, 0.1)
+            elif self.driver.exists(cgroup_rel(c.id)):
+                self._remove_cgroup(cgroup_rel(c.id))  # left behind by a crash
             for fd in streams.values():
                 os.close(fd)
         for cid, streams in kept.items():  # containers removed meanwhile
@@ -318,7 +320,7 @@ class Supervisor(StdioMixin):
         oom = self.driver.counters(cgroup_rel(cid)).oom_kills > 0
         if self.driver.frozen(cgroup_rel(cid)):
             self.driver.thaw(cgroup_rel(cid))
-        self.driver.remove(cgroup_rel(cid))
+        self._remove_cgroup(cgroup_rel(cid))
         try:
             config = self.store.config(cid)
         except RecordError:
@@ -350,6 +352,16 @@ class Supervisor(StdioMixin):
             if config.auto_remove:
                 self.store.remove_files(cid)
                 self.store.emit("destroy", cid, config.name)
+
+    def _remove_cgroup(self, rel: str, attempt: int = 0) -> None:
+        """Remove a container's cgroup; one the kernel still holds (a dying cgroup) is
+        retried in the background for two minutes rather than leaked."""
+        if self.driver.remove(rel) or not self.driver.exists(rel):
+            return
+        if attempt >= 120:
+            log(f"cgroup {rel} could not be removed: the kernel still holds it")
+            return
+        self.call_later(1.0, lambda: self._remove_cgroup(rel, attempt + 1))
 
     def _should_restart(self, config: ContainerConfig, state: ContainerState,
                         code: int) -> bool:
@@ -553,6 +565,7 @@ class Supervisor(StdioMixin):
             raise TuiboxError(f"container {cid[:12]} is running")
         self.cancel(self.restart_timers.pop(cid, 0))
         self.backoff.pop(cid, None)
+        self._remove_cgroup(cgroup_rel(cid))
         try:
             code = self.store.state(cid).exit_code
         except RecordError:  # already gone (an --rm container removed itself)
