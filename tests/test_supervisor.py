@@ -108,3 +108,20 @@ def test_kill_9_of_the_keeper_keeps_containers_logging(engine: Engine) -> None:
     assert engine.containers.state(cid).exit_code == 137
     numbers = [int(e.data) for e in engine.logs(cid)]
     assert numbers == list(range(len(numbers)))
+
+
+def test_rm_f_kills_a_container_no_supervisor_knows(engine: Engine) -> None:
+    """Keeper and supervisor both killed: ``rm -f`` still kills what runs in the cgroup."""
+    cid = engine.run(RunOptions(image="busybox", command=["sleep", "60"])).id
+    pid = engine.containers.state(cid).pid
+    keeper = int(engine.paths.keeper_pidfile.read_text())
+    os.kill(keeper, signal.SIGKILL)
+    kill_supervisor(engine)  # a new one starts on demand but holds nothing of it
+    engine.remove(cid, force=True)
+    deadline = time.monotonic() + 5
+    while time.monotonic() < deadline and os.path.exists(f"/proc/{pid}"):
+        time.sleep(0.05)
+    from pathlib import Path
+
+    stat = Path(f"/proc/{pid}/stat")
+    assert not stat.exists() or stat.read_text().rsplit(")", 1)[1].split()[0] == "Z"

@@ -259,7 +259,14 @@ class Engine:
         from .cgroups import detect_driver
         from .supervisor.running import cgroup_rel
 
-        detect_driver().remove(cgroup_rel(cid))
+        driver = detect_driver()
+        if force and driver.pids(cgroup_rel(cid)):
+            # Whatever still runs in its cgroup goes too, even if no supervisor knew the
+            # process any more (both it and its keeper were killed).
+            with contextlib.suppress(TuiboxError, OSError):
+                driver.kill_all(cgroup_rel(cid))
+            time.sleep(0.05)
+        driver.remove(cgroup_rel(cid))
         self.containers.remove_files(cid)
         self.containers.emit("destroy", cid, config.name)
         if volumes:  # rm -v: the container's anonymous volumes go with it

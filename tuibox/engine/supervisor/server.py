@@ -288,8 +288,12 @@ class Supervisor(StdioMixin):
         run.status = status
         self.cancel(run.stop_timer)
         self.pump(cid)
-        if cid in self.running and run.fds:
+        if cid not in self.running:
+            return  # pump() finished it
+        if run.fds:
             run.finish_timer = self.call_later(DRAIN_GRACE, lambda: self._finish(cid))
+        else:  # adopted without its pipes (the keeper died too): nothing left to drain
+            self._finish(cid)
 
     def _finish(self, cid: str, *, lost: bool = False) -> None:
         run = self.running.pop(cid, None)
