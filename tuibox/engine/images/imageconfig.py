@@ -43,7 +43,8 @@ def format_created(when: datetime) -> str:
     return when.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
-def _json_object(raw: bytes, what: str) -> dict[str, Any]:
+def json_object(raw: bytes, what: str) -> dict[str, Any]:
+    """Parse JSON that must be an object; an ``ImageError`` naming ``what`` otherwise."""
     try:
         doc = json.loads(raw)
     except (ValueError, UnicodeDecodeError) as exc:
@@ -55,7 +56,7 @@ def _json_object(raw: bytes, what: str) -> dict[str, Any]:
 
 def record_from_config(raw: bytes, image_id: str) -> ImageRecord:
     """Build the record for config blob ``raw`` (tags and size are the caller's)."""
-    doc = _json_object(raw, f"image config {image_id}")
+    doc = json_object(raw, f"image config {image_id}")
     rootfs = doc.get("rootfs")
     if not isinstance(rootfs, dict) or rootfs.get("type") != "layers":
         raise ImageError(f"image config {image_id} has no rootfs of type 'layers'")

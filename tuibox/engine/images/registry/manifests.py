@@ -7,13 +7,13 @@ resolved with HEAD and only the content is fetched, by digest.
 
 from __future__ import annotations
 
-import json
 from contextlib import closing
 from dataclasses import dataclass, field
 from typing import Any
 
 from ...errors import ImageError, RegistryError
 from ..digests import check_digest, sha256_bytes
+from ..imageconfig import json_object
 from ..mediatypes import (
     ANNOTATION_REFERENCE_TYPE,
     DOCKER_LIST,
@@ -118,12 +118,7 @@ def fetch(client: RegistryClient, repo: str, ref: str, scope: str,
 
 
 def _parse(body: bytes, media_type: str, repo: str, digest: str) -> tuple[str, dict[str, Any]]:
-    try:
-        doc = json.loads(body)
-    except (ValueError, UnicodeDecodeError) as exc:
-        raise ImageError(f"{repo}: manifest {digest} is not valid JSON: {exc}") from exc
-    if not isinstance(doc, dict):
-        raise ImageError(f"{repo}: manifest {digest} is not a JSON object")
+    doc = json_object(body, f"{repo}: manifest {digest}")
     if doc.get("schemaVersion") == 1:
         _refuse_schema1(next(iter(SCHEMA1_TYPES)), repo)
     declared = doc.get("mediaType")
