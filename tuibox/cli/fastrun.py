@@ -9,14 +9,9 @@ from __future__ import annotations
 
 import argparse
 from pathlib import Path
-from typing import TYPE_CHECKING
 
-from ..engine.errors import TuiboxError
 from ..engine.paths import StatePaths, default_root
 from ..engine.supervisor.client import SupervisorClient, check
-
-if TYPE_CHECKING:
-    from ..engine.supervisor.client import Connection
 
 FALL_BACK = None
 
@@ -41,7 +36,7 @@ def try_fast(args: argparse.Namespace) -> int | None:
     conn = client.connect()
     try:
         conn.send(request)
-        created = _reply(conn)
+        created = conn.reply(raise_errors=False)
         if created.get("missing_image") and args.pull == "missing":
             return FALL_BACK
         if str(created.get("error", "")).startswith("unknown request"):
@@ -51,7 +46,7 @@ def try_fast(args: argparse.Namespace) -> int | None:
         if not start:
             print(cid)
             return 0
-        check(_reply(conn))  # the start
+        conn.reply()  # the start
         if not attach:
             print(cid)
             return 0
@@ -73,16 +68,3 @@ def try_fast(args: argparse.Namespace) -> int | None:
                                if name in args.attach}
     return follow(conn, stdin=stdin, tty=bool(options["tty"]),
                   detach_keys=parse_detach_keys(args.detach_keys), kill=kill, wait=wait)
-
-
-def _reply(conn: Connection) -> dict[str, object]:
-    import json
-
-    from ..engine.supervisor import protocol
-
-    for kind, payload in conn.frames():
-        if kind == protocol.KIND_JSON:
-            message: dict[str, object] = json.loads(payload)
-            return message
-    raise TuiboxError("the supervisor closed the connection without replying")
-

@@ -38,13 +38,15 @@ class Connection:
                 return
             yield frame
 
-    def reply(self) -> dict[str, Any]:
+    def reply(self, *, raise_errors: bool = True) -> dict[str, Any]:
+        """The next JSON frame; an error reply raises unless ``raise_errors`` is False."""
         import json
 
         for kind, payload in self.frames():
             if kind == protocol.KIND_JSON:
                 message: dict[str, Any] = json.loads(payload)
-                check(message)
+                if raise_errors:
+                    check(message)
                 return message
         raise SupervisorError("the supervisor closed the connection without replying")
 
