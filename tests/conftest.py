@@ -27,6 +27,7 @@ def _mounts() -> set[str]:
 def _tuibox_cgroups() -> set[str]:
     found = set()
     for base in CGROUP_ROOT.glob("*/tuibox"):
+        found.add(str(base))  # the shared parent goes too once it is empty
         found.update(str(p) for p in base.iterdir() if p.is_dir())
     return found
 

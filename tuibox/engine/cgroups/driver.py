@@ -7,8 +7,11 @@ host (cgroup2 mounted at /sys/fs/cgroup) gets the v2 driver.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import os
+import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Protocol
 
@@ -117,3 +120,29 @@ def rmdir_tree(path: Path) -> bool:
     except OSError:
         return False
     return ok
+
+
+def remove_dirs(dirs: list[Path]) -> bool:
+    """Remove container cgroup dirs, retrying briefly (a cgroup whose last task just died
+    can be busy a moment); then the shared ``tuibox`` parent too, once nothing is left
+    in it, so an idle host keeps no trace of us."""
+    for attempt in range(20):
+        if all([rmdir_tree(d) for d in dirs]):
+            for d in dirs:
+                with contextlib.suppress(OSError):  # busy while other containers live
+                    os.rmdir(d.parent)
+            return True
+        time.sleep(0.005 * (attempt + 1))
+    return False
+
+
+def create_retrying(make: Callable[[], None]) -> None:
+    """Run a cgroup ``create``; another engine may remove the shared parent between our
+    mkdirs (``remove_dirs``), which shows as FileNotFoundError: try again."""
+    for attempt in range(5):
+        try:
+            make()
+            return
+        except FileNotFoundError:
+            if attempt == 4:
+                raise

@@ -16,7 +16,7 @@ from typing import Any
 
 from ..errors import InvalidArgument
 from . import files
-from .driver import rmdir_tree
+from .driver import create_retrying, remove_dirs
 from .resources import Resources
 
 FREEZE_TIMEOUT = 10.0
@@ -82,6 +82,9 @@ class V1Driver:
         return controller in self._dirs
 
     def create(self, rel: str) -> None:
+        create_retrying(lambda: self._create(rel))
+
+    def _create(self, rel: str) -> None:
         for h in self.hierarchies:
             if "cpuset" in h.controllers:
                 # A new cpuset cgroup starts empty and refuses tasks: copy from the parent.
@@ -121,15 +124,11 @@ class V1Driver:
         return any(d.exists() for d in dirs)
 
     def remove(self, rel: str) -> bool:
+        self.forget(rel)  # a later container of the same id must not see these counters
         dirs = [h.mount / rel for h in self.hierarchies]
         if self.unified is not None:
             dirs.append(self.unified / rel)
-        # A cgroup whose last task just died can be briefly busy: retry a little.
-        for attempt in range(20):
-            if all([rmdir_tree(d) for d in dirs]):
-                return True
-            time.sleep(0.005 * (attempt + 1))
-        return False
+        return remove_dirs(dirs)
 
     # ------------------------------------------------------------------ limits
 

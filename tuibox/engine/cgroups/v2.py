@@ -7,12 +7,11 @@ for real on this host's unified tree.
 
 from __future__ import annotations
 
-import time
 from pathlib import Path
 
 from ..errors import InvalidArgument
 from . import files
-from .driver import rmdir_tree
+from .driver import create_retrying, remove_dirs
 from .resources import Resources, blkio_to_io_weight, shares_to_weight
 
 WANTED = ("cpu", "cpuset", "io", "memory", "pids")
@@ -27,6 +26,9 @@ class V2Driver:
         self.root = root
 
     def create(self, rel: str) -> None:
+        create_retrying(lambda: self._create(rel))
+
+    def _create(self, rel: str) -> None:
         # Every ancestor hands its controllers down; the leaf itself holds the processes.
         d = self.root
         for part in Path(rel).parts:
@@ -51,11 +53,7 @@ class V2Driver:
         return (self.root / rel).exists()
 
     def remove(self, rel: str) -> bool:
-        for attempt in range(20):
-            if rmdir_tree(self.root / rel):
-                return True
-            time.sleep(0.005 * (attempt + 1))
-        return False
+        return remove_dirs([self.root / rel])
 
     # ------------------------------------------------------------------ limits
 
