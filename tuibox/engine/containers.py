@@ -8,7 +8,6 @@ global lock, so concurrent ``run -d`` never collide.
 from __future__ import annotations
 
 import contextlib
-import json
 import os
 import re
 import secrets
@@ -228,7 +227,3 @@ def _resolv_conf(host_network: bool) -> str:
     kept = [ln for ln in lines if not (ln.startswith("nameserver") and (
         ln.split()[1:2] and (ln.split()[1].startswith("127.") or ln.split()[1] == "::1")))]
     return "\n".join(kept) + ("\n" if kept else "")
-
-
-def dump_json(obj: object) -> str:
-    return json.dumps(obj, indent=4, default=str)
