@@ -50,7 +50,7 @@ KEYED_ACTIONS: tuple[tuple[str, str, str, str], ...] = (
     ("exec", "exec", "shell", "shell into the container"),
     ("update", "update", "limits", "edit memory / cpus / pids limits live"),
     ("new", "new", "run", "run a new container"),
-    ("images", "images", "images", "images screen (list, remove)"),
+    ("images", "images", "images", "images screen (list, pull, remove)"),
     ("filter", "filter", "filter", "filter rows (regex on name, image, status)"),
     ("toggle_all", "toggle_all", "all/running", "show or hide stopped containers"),
     ("mark", "mark", "mark", "mark the row for bulk stop / remove / …"),
