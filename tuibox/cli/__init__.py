@@ -53,7 +53,20 @@ def _run_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument("--stop-signal", help="signal to stop the container")
     p.add_argument("--stop-timeout", type=int, help="timeout (in seconds) to stop a container")
     p.add_argument("-l", "--label", action="append", default=[], help="set metadata")
-    p.add_argument("--network", "--net", default="none", help="network mode: none or host")
+    p.add_argument("--network", "--net", default="bridge",
+                   help="bridge (default), none, host, container:<name|id>, or a network's name")
+    p.add_argument("-p", "--publish", action="append", default=[],
+                   help="publish a port: [ip:][hostPort:]containerPort[/tcp|udp]")
+    p.add_argument("-P", "--publish-all", action="store_true",
+                   help="publish every EXPOSEd port to a free host port")
+    p.add_argument("--network-alias", "--net-alias", action="append", default=[],
+                   help="another name for the container on a user network")
+    p.add_argument("--dns", action="append", default=[], help="a DNS server to use")
+    p.add_argument("--dns-search", action="append", default=[], help="a DNS search domain")
+    p.add_argument("--dns-option", "--dns-opt", action="append", default=[],
+                   help="a resolv.conf option")
+    p.add_argument("--add-host", action="append", default=[],
+                   help="add a host to /etc/hosts (name:ip)")
     p.add_argument("--log-opt", action="append", default=[], help="log driver options")
     p.add_argument("--ulimit", action="append", default=[], help="ulimit options")
     p.add_argument("--read-only", action="store_true", help="mount the root filesystem read-only")
@@ -127,6 +140,7 @@ def build_parser(only: str | None = None) -> ArgumentParser:
     """The whole parser, or with ``only`` just that verb's sub-parser built."""
     from . import containers as c
     from . import images as i
+    from . import networks as n
     from . import registry as r
 
     parser = ArgumentParser(prog="tuibox", add_help=False,
@@ -238,6 +252,12 @@ def build_parser(only: str | None = None) -> ArgumentParser:
     p.add_argument("-a", "--all", action="store_true", help="prune: named volumes too")
     p.add_argument("--label", action="append", default=[])
     p.add_argument("names", nargs="*")
+    p = verb("network", n.cmd_network,
+             "manage networks: create ls inspect rm prune connect disconnect")
+    n.add_network_actions(p)
+    p = verb("port", n.cmd_port, "list a container's published ports")
+    p.add_argument("container")
+    p.add_argument("port", nargs="?", help="PRIVATE_PORT[/PROTO]")
     p = verb("cp", c.cmd_cp, "copy files between a container and the host")
     p.add_argument("source", help="CONTAINER:SRC_PATH or a host path")
     p.add_argument("dest", help="CONTAINER:DEST_PATH or a host path")

@@ -81,6 +81,9 @@ def run_options_dict(args: argparse.Namespace) -> dict[str, Any]:
         env=_env(args), workdir=args.workdir, user=args.user, hostname=args.hostname,
         restart=args.restart, stop_signal=args.stop_signal, stop_timeout=args.stop_timeout,
         labels=_parse_kv(args.label, "label"), auto_remove=args.rm, network=args.network,
+        publish=args.publish, publish_all=args.publish_all,
+        network_aliases=args.network_alias, dns=args.dns, dns_search=args.dns_search,
+        dns_options=args.dns_option, add_hosts=args.add_host,
         log_opts=_parse_kv(args.log_opt, "log-opt"), ulimits=args.ulimit,
         read_only=args.read_only, tty=args.tty,
         interactive=args.interactive or "stdin" in args.attach,
@@ -238,10 +241,10 @@ def ps_row(c: Container, *, no_trunc: bool) -> dict[str, str]:
         "RunningFor": ago(c.config.created),
         "Status": status_text(c),
         "State": c.state.status,
-        "Ports": "",
+        "Ports": ", ".join(str(p) for p in c.state.network.ports),
         "Names": c.name,
         "Labels": ",".join(f"{k}={v}" for k, v in sorted(c.config.labels.items())),
-        "Networks": c.config.network_mode,
+        "Networks": ",".join(c.config.networks) or c.config.network_mode,
     }
 
 

@@ -15,12 +15,13 @@ import shutil
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Literal
 
 from .errors import Conflict, ContainerNotFound, InvalidArgument, RecordError
 from .models import Container, ContainerConfig, ContainerState, Event
 from .names import random_name
 from .paths import StatePaths
-from .records import locked, read_record, write_atomic, write_record
+from .records import locked, read_record, write_record
 
 NAME_RE = re.compile(r"^/?[a-zA-Z0-9][a-zA-Z0-9_.-]+$")
 HEX64 = re.compile(r"^[0-9a-f]{64}$")
@@ -189,8 +190,11 @@ class ContainerStore:
 
     # ------------------------------------------------------------------ events
 
-    def emit(self, action: str, cid: str, name: str = "", **attrs: str) -> None:
-        event = Event(time=now(), action=action, id=cid, name=name, attributes=attrs)
+    def emit(self, action: str, cid: str, name: str = "", *,
+             type_: Literal["container", "image", "network"] = "container",
+             **attrs: str) -> None:
+        event = Event(time=now(), type=type_, action=action, id=cid, name=name,
+                      attributes=attrs)
         line = event.model_dump_json().encode() + b"\n"
         # One O_APPEND write per event: atomic between concurrent writers.
         fd = os.open(self.paths.events, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC,
@@ -199,31 +203,3 @@ class ContainerStore:
             os.write(fd, line)
         finally:
             os.close(fd)
-
-
-def write_etc_files(directory: Path, *, hostname: str, host_network: bool) -> None:
-    """The per-container hostname, hosts and resolv.conf that are bind-mounted in."""
-    write_atomic(directory / "hostname", f"{hostname}\n".encode())
-    hosts = ["127.0.0.1\tlocalhost", "::1\tlocalhost ip6-localhost ip6-loopback",
-             "fe00::0\tip6-localnet", "ff00::0\tip6-mcastprefix", "ff02::1\tip6-allnodes",
-             "ff02::2\tip6-allrouters"]
-    if host_network:
-        with contextlib.suppress(OSError):
-            hosts = Path("/etc/hosts").read_text().splitlines()
-    else:
-        hosts.append(f"127.0.1.1\t{hostname}")
-    write_atomic(directory / "hosts", ("\n".join(hosts) + "\n").encode())
-    write_atomic(directory / "resolv.conf", _resolv_conf(host_network).encode())
-
-
-def _resolv_conf(host_network: bool) -> str:
-    try:
-        lines = Path("/etc/resolv.conf").read_text().splitlines()
-    except OSError:
-        lines = []
-    if host_network:
-        return "\n".join(lines) + "\n"
-    # Loopback resolvers mean nothing inside another netns (Docker drops them too).
-    kept = [ln for ln in lines if not (ln.startswith("nameserver") and (
-        ln.split()[1:2] and (ln.split()[1].startswith("127.") or ln.split()[1] == "::1")))]
-    return "\n".join(kept) + ("\n" if kept else "")

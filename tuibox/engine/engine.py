@@ -25,6 +25,7 @@ from .models import (
     ContainerState,
     Event,
     LogOptions,
+    PortBinding,
     ProcessInfo,
     RunOptions,
     StatsSample,
@@ -37,13 +38,14 @@ if TYPE_CHECKING:
     from .images.registry.progress import ProgressCallback
     from .logs import LogEntry
     from .models import ImageRecord
+    from .network.models import NetworkRecord
+    from .network.store import NetworkStore
     from .runtime.exec import ExecPlan
     from .stats import StatsSampler
     from .supervisor.client import Connection, SupervisorClient
     from .volumes import VolumeStore
 
 VERSION = "0.1.0"
-NETWORK_MODES = ("none", "host")
 
 
 def _has_cap(bit: int) -> bool:
@@ -85,6 +87,12 @@ class Engine:
                 if any(m.type == "volume" and m.source == name for m in c.config.mounts)]
 
     @property
+    def networks(self) -> NetworkStore:
+        from .network.store import NetworkStore
+
+        return NetworkStore(self.paths)
+
+    @property
     def supervisor(self) -> SupervisorClient:
         if self._client is None:
             from .supervisor.client import SupervisorClient
@@ -113,20 +121,18 @@ class Engine:
 
     def create(self, opts: RunOptions) -> ContainerConfig:
         """Make a container (no process yet): Docker's ``create``."""
-        from .runtime.spec import build_process, parse_decimal_size, parse_restart, parse_ulimit
-
-        if opts.network not in NETWORK_MODES:
-            raise InvalidArgument(
-                f"network mode {opts.network!r} is not available yet: use --network none "
-                f"or --network host")
         from .images.registry.policy import ensure_image
         from .limits import resources_for
         from .mounts import materialize, mounts_for
+        from .runtime.spec import build_process, parse_decimal_size, parse_restart, parse_ulimit
 
         seccomp = _seccomp_from(opts.security_opt)
         image = ensure_image(self.images, opts.image, policy=opts.pull)
         resources = resources_for(opts)
         mounts = mounts_for(opts, image.config)
+        from .network.options import network_config
+
+        net = network_config(opts, image.config, self.networks, self.containers)
         restart = parse_restart(opts.restart)
         if restart.name != "no" and opts.auto_remove:
             raise InvalidArgument("conflicting options: cannot specify both --restart and --rm")
@@ -150,7 +156,10 @@ class Engine:
                 hostname=hostname, labels={**(image.config.Labels or {}), **opts.labels},
                 restart_policy=restart, auto_remove=opts.auto_remove,
                 stop_signal=opts.stop_signal or image.config.StopSignal or "SIGTERM",
-                stop_timeout=opts.stop_timeout, network_mode=opts.network,
+                stop_timeout=opts.stop_timeout, network_mode=net.mode, networks=net.networks,
+                ports=net.ports, network_aliases=opts.network_aliases, dns=opts.dns,
+                dns_search=opts.dns_search, dns_options=opts.dns_options,
+                extra_hosts=net.extra_hosts,
                 log_options=log_opts, ulimits=ulimits,
                 layer_dirs=[str(p) for p in self.images.layer_dirs(image)],
                 read_only=opts.read_only, resources=resources, mounts=mounts,
@@ -445,6 +454,97 @@ class Engine:
                 if not follow or (until_ns is not None and time.time_ns() > until_ns):
                     return
                 time.sleep(poll)
+
+    # ------------------------------------------------------------------ networks
+
+    def network_create(self, name: str, *, subnet: str = "", gateway: str = "",
+                       internal: bool = False, labels: dict[str, str] | None = None,
+                       options: dict[str, str] | None = None) -> NetworkRecord:
+        """``network create``: a bridge network whose members find each other by name."""
+        record = self.networks.create(name, subnet=subnet, gateway=gateway, internal=internal,
+                                      labels=labels, options=options)
+        self.containers.emit("create", record.id, record.name, type_="network")
+        return record
+
+    def network_users(self, ref: str) -> builtins.list[Container]:
+        """Containers (running or not) configured to use network ``ref``."""
+        name = self.networks.get(ref).name
+        return [c for c in self.list(all=True) if name in c.config.networks]
+
+    def network_remove(self, ref: str) -> str:
+        record = self.networks.get(ref)
+        users = [] if record.builtin else self.network_users(record.name)
+        if users:
+            raise Conflict(f"network {record.name} is in use by container(s) "
+                           f"{', '.join(c.name for c in users)}: remove them or "
+                           f"`tuibox network disconnect` first")
+        self.networks.remove(record.name)
+        self.containers.emit("destroy", record.id, record.name, type_="network")
+        return record.name
+
+    def network_prune(self) -> builtins.list[str]:
+        """Remove every user network no container uses."""
+        removed = []
+        for record in self.networks.list():
+            if record.builtin:
+                continue
+            with contextlib.suppress(TuiboxError):
+                removed.append(self.network_remove(record.name))
+        return removed
+
+    def network_connect(self, network: str, ref: str, *,
+                        aliases: builtins.list[str] | None = None) -> None:
+        """Attach a container to one more network; live (a new interface) if it runs."""
+        from .records import locked
+
+        record = self.networks.get(network)
+        cid = self.resolve(ref)
+        path = self.containers.dir(cid) / "config.json"
+        with locked(path):
+            config = self.containers.config(cid)
+            if not config.networks:
+                raise Conflict(f"container {config.name} uses --network "
+                               f"{config.network_mode}: it cannot join other networks")
+            if record.name in config.networks:
+                raise Conflict(f"container {config.name} is already connected to network "
+                               f"{record.name}")
+            if aliases and record.builtin:
+                raise InvalidArgument("network-scoped aliases are supported only for "
+                                      "containers in user defined networks")
+            if self.containers.state(cid).running:
+                self.supervisor.request({"op": "connect", "id": cid, "network": record.name,
+                                         "aliases": aliases or []})
+            config.networks.append(record.name)
+            if aliases:
+                config.network_aliases = sorted({*config.network_aliases, *aliases})
+            self.containers.write_config(config)
+        self.containers.emit("connect", record.id, record.name, type_="network",
+                             container=cid)
+
+    def network_disconnect(self, network: str, ref: str) -> None:
+        from .records import locked
+
+        record = self.networks.get(network)
+        cid = self.resolve(ref)
+        path = self.containers.dir(cid) / "config.json"
+        with locked(path):
+            config = self.containers.config(cid)
+            if record.name not in config.networks:
+                raise Conflict(f"container {config.name} is not connected to network "
+                               f"{record.name}")
+            if self.containers.state(cid).running:
+                self.supervisor.request({"op": "disconnect", "id": cid,
+                                         "network": record.name})
+            config.networks.remove(record.name)
+            if config.network_mode == record.name:
+                config.network_mode = config.networks[0] if config.networks else "none"
+            self.containers.write_config(config)
+        self.containers.emit("disconnect", record.id, record.name, type_="network",
+                             container=cid)
+
+    def ports(self, ref: str) -> builtins.list[PortBinding]:
+        """``port``: the published ports of a running container."""
+        return list(self.get(ref).state.network.ports)
 
     # ------------------------------------------------------------------ inspect / info
 

@@ -6,7 +6,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from .models import ZERO_TIME, Container
+from .models import ZERO_TIME, Container, PortBinding, PortSpec
 
 
 def rfc3339(t: datetime) -> str:
@@ -54,7 +54,14 @@ def container_json(c: Container, directory: Path) -> dict[str, Any]:
                 "max-file": str(cfg.log_options.max_file)}},
             "Ulimits": [{"Name": u.name, "Soft": u.soft, "Hard": u.hard} for u in cfg.ulimits],
             "CgroupParent": st.cgroup.rsplit("/", 1)[0] if st.cgroup else "tuibox",
+            "PortBindings": _port_map(cfg.ports, resolved=False),
+            "PublishAllPorts": False,
+            "Dns": cfg.dns,
+            "DnsSearch": cfg.dns_search,
+            "DnsOptions": cfg.dns_options,
+            "ExtraHosts": cfg.extra_hosts,
         },
+        "NetworkSettings": network_settings(c),
         "GraphDriver": {"Name": "overlay", "Data": {
             "LowerDir": ":".join(reversed(cfg.layer_dirs)),
             "UpperDir": str(directory / "upper"),
@@ -73,5 +80,34 @@ def container_json(c: Container, directory: Path) -> dict[str, Any]:
             "StopTimeout": cfg.stop_timeout,
             "Tty": cfg.process.tty,
             "OpenStdin": cfg.process.open_stdin,
+            "ExposedPorts": {p.key: {} for p in cfg.ports} or None,
         },
+    }
+
+
+def _port_map(ports: list[PortSpec] | list[PortBinding], *,
+              resolved: bool) -> dict[str, list[dict[str, str]]]:
+    out: dict[str, list[dict[str, str]]] = {}
+    for p in ports:
+        host_port = str(p.host_port) if p.host_port or resolved else ""
+        out.setdefault(p.key, []).append({"HostIp": p.host_ip, "HostPort": host_port})
+    return out
+
+
+def network_settings(c: Container) -> dict[str, Any]:
+    """Docker's ``NetworkSettings``: the primary network's address at the top level."""
+    nets = c.state.network.networks
+    first = nets[c.config.networks[0]] if c.config.networks and \
+        c.config.networks[0] in nets else None
+    return {
+        "Ports": _port_map(c.state.network.ports, resolved=True),
+        "SandboxKey": f"/proc/{c.state.pid}/ns/net" if c.state.pid else "",
+        "Gateway": first.gateway if first else "",
+        "IPAddress": first.ip if first else "",
+        "IPPrefixLen": first.prefix_len if first else 0,
+        "MacAddress": first.mac if first else "",
+        "Networks": {
+            name: {"NetworkID": n.network_id, "IPAddress": n.ip, "IPPrefixLen": n.prefix_len,
+                   "Gateway": n.gateway, "MacAddress": n.mac, "Aliases": n.aliases or None}
+            for name, n in nets.items()},
     }

@@ -101,6 +101,59 @@ class VolumeRecord(Record):
     anonymous: bool = False
 
 
+# ---------------------------------------------------------------------------------------
+# networking (the network records themselves are in network/models.py)
+
+Proto = Literal["tcp", "udp"]
+
+
+class PortSpec(Record):
+    """One ``-p`` mapping as asked; ``host_port`` 0 means any free port."""
+
+    container_port: int
+    proto: Proto = "tcp"
+    host_ip: str = ""  # "" = every host address (0.0.0.0)
+    host_port: int = 0
+
+    @property
+    def key(self) -> str:
+        return f"{self.container_port}/{self.proto}"
+
+
+class PortBinding(Record):
+    """A published port as it is while the container runs (host port resolved)."""
+
+    container_port: int
+    proto: Proto = "tcp"
+    host_ip: str = "0.0.0.0"
+    host_port: int
+
+    @property
+    def key(self) -> str:
+        return f"{self.container_port}/{self.proto}"
+
+    def __str__(self) -> str:
+        return f"{self.host_ip}:{self.host_port}->{self.container_port}/{self.proto}"
+
+
+class ContainerNetwork(Record):
+    """A container's view of one network it is attached to (``inspect`` → Networks)."""
+
+    network_id: str
+    ip: str
+    prefix_len: int
+    gateway: str
+    mac: str
+    aliases: list[str] = Field(default_factory=list)
+
+
+class NetworkSettings(Record):
+    """Runtime network state of a container, kept in its ``state.json`` while it runs."""
+
+    networks: dict[str, ContainerNetwork] = Field(default_factory=dict)
+    ports: list[PortBinding] = Field(default_factory=list)
+
+
 class ProcessSpec(Record):
     """What runs as PID 1, resolved from the image config and the user's flags."""
 
@@ -130,7 +183,14 @@ class ContainerConfig(Record):
     auto_remove: bool = False
     stop_signal: str = "SIGTERM"
     stop_timeout: int | None = None
-    network_mode: str = "none"
+    network_mode: str = "bridge"  # bridge, none, host, container:<id>, or a network's name
+    networks: list[str] = Field(default_factory=list)  # bridge networks, in attach order
+    ports: list[PortSpec] = Field(default_factory=list)  # -p / -P
+    network_aliases: list[str] = Field(default_factory=list)
+    dns: list[str] = Field(default_factory=list)
+    dns_search: list[str] = Field(default_factory=list)
+    dns_options: list[str] = Field(default_factory=list)
+    extra_hosts: list[str] = Field(default_factory=list)  # "name:ip"
     log_options: LogOptions = Field(default_factory=LogOptions)
     ulimits: list[Ulimit] = Field(default_factory=list)
     layer_dirs: list[str] = Field(default_factory=list)  # bottom to top
@@ -162,6 +222,7 @@ class ContainerState(Record):
     restart_count: int = 0
     manually_stopped: bool = False
     cgroup: str = ""  # relative cgroup path, e.g. "tuibox/<id>"
+    network: NetworkSettings = Field(default_factory=NetworkSettings)  # while running
 
     @property
     def status(self) -> Status:
@@ -200,7 +261,7 @@ class Event(Record):
     """One line of ``events.jsonl``."""
 
     time: datetime
-    type: Literal["container", "image"] = "container"
+    type: Literal["container", "image", "network"] = "container"
     action: str  # create start die stop kill restart destroy oom pause unpause …
     id: str
     name: str = ""
@@ -223,7 +284,14 @@ class RunOptions(Record):
     stop_timeout: int | None = None
     labels: dict[str, str] = Field(default_factory=dict)
     auto_remove: bool = False
-    network: str = "none"
+    network: str = "bridge"
+    publish: list[str] = Field(default_factory=list)  # -p [ip:][hostPort:]containerPort[/proto]
+    publish_all: bool = False  # -P
+    network_aliases: list[str] = Field(default_factory=list)
+    dns: list[str] = Field(default_factory=list)
+    dns_search: list[str] = Field(default_factory=list)
+    dns_options: list[str] = Field(default_factory=list)
+    add_hosts: list[str] = Field(default_factory=list)  # --add-host name:ip
     log_opts: dict[str, str] = Field(default_factory=dict)
     ulimits: list[str] = Field(default_factory=list)
     read_only: bool = False

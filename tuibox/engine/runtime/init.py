@@ -82,6 +82,7 @@ class InitPlan:
     user: str
     hostname: str
     new_net: bool
+    net_fd: int = -1  # a network namespace the supervisor prepared, to join instead
     read_only: bool = False
     ulimits: list[tuple[str, int, int]] = field(default_factory=list)
     cgroup_binds: list[tuple[str, str]] = field(default_factory=list)  # (name, host dir)

@@ -87,6 +87,9 @@ def _first_child(plan: InitPlan, flags: int, sync: socket.socket, out_w: int, er
         if sync.recv(16) != b"go":
             os._exit(125)
         stage = "namespaces"
+        if plan.net_fd >= 0:  # the network the supervisor set up (veth, address, routes)
+            _libc.setns(plan.net_fd, _libc.CLONE_NEWNET)
+            os.close(plan.net_fd)
         _libc.unshare(flags)
         stage = "fork"
         pid = os.fork()
@@ -123,7 +126,8 @@ def _read_report(fd: int) -> bytes:
 
 def spawn(plan: InitPlan, *, cgroup_procs: list[Path]) -> Spawned:
     """Start the container described by ``plan``; raise ``SetupError`` naming the step."""
-    flags = BASE_NAMESPACES | (_libc.CLONE_NEWNET if plan.new_net else 0)
+    own_net = plan.new_net and plan.net_fd < 0
+    flags = BASE_NAMESPACES | (_libc.CLONE_NEWNET if own_net else 0)
     out_r, out_w = _pipe()
     err_r, err_w = _pipe()
     in_r, in_w = os.pipe2(os.O_CLOEXEC) if plan.open_stdin and not plan.tty else (-1, -1)

@@ -17,6 +17,7 @@ import itertools
 import json
 import os
 import selectors
+import shutil
 import signal
 import socket
 import time
@@ -25,10 +26,12 @@ from pathlib import Path
 from typing import Any
 
 from ..cgroups import detect_driver
-from ..containers import ContainerStore, now, write_etc_files
+from ..containers import ContainerStore, now
 from ..errors import RecordError, SetupError, TuiboxError
 from ..logs import LogWriter
-from ..models import ContainerConfig, ContainerState, Mount
+from ..models import ContainerConfig, ContainerState, Mount, NetworkSettings
+from ..network.etcfiles import write_etc_files
+from ..network.manager import Attachment, NetworkManager
 from ..paths import StatePaths
 from ..runtime.init import InitPlan, MountSpec
 from ..runtime.spawn import raise_nofile_limit, spawn
@@ -42,12 +45,6 @@ from .stdio import StdioMixin, winsize_of
 # this bounds the wait for a straggler before the exit is recorded anyway.
 DRAIN_GRACE = 2.0
 DEFAULT_STOP_TIMEOUT = 10
-
-
-
-
-
-
 
 
 class Supervisor(StdioMixin):
@@ -70,6 +67,7 @@ class Supervisor(StdioMixin):
         self.stopping = False
         self.keeper_gone = False
         self.wake_r, self.wake_w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
+        self.network = NetworkManager(paths, self.store, log)
 
     # ------------------------------------------------------------------ timers
 
@@ -139,6 +137,10 @@ class Supervisor(StdioMixin):
             self._keeper({"op": "drop", "cid": cid})
         for pid, status in exits:
             self._on_exit(pid, status)
+        try:
+            self.network.sweep(set(self.running))
+        except TuiboxError as exc:
+            log(f"network clean-up after adoption: {exc}")
 
     def _adopt_one(self, config: ContainerConfig, st: ContainerState,
                    fds: dict[str, int]) -> None:
@@ -183,31 +185,38 @@ class Supervisor(StdioMixin):
         config = self.store.config(cid)
         cdir = self.store.dir(cid)
         rel = cgroup_rel(cid)
-        write_etc_files(cdir, hostname=config.hostname,
-                        host_network=config.network_mode == "host")
+        net: Attachment | None = None
         try:
-            self.driver.create(rel)
-            self.driver.apply(rel, config.resources)
-        except OSError as exc:
-            self.driver.remove(rel)
-            raise SetupError("cgroup", f"cannot create cgroup {rel}: {exc.strerror}") from exc
-        except TuiboxError as exc:
-            self.driver.remove(rel)
-            raise SetupError("cgroup limits", exc.message) from exc
-        plan = InitPlan(
-            container_dir=cdir, layer_dirs=config.layer_dirs, args=config.process.args,
-            env=config.process.env, cwd=config.process.cwd, user=config.process.user,
-            hostname=config.hostname, new_net=config.network_mode != "host",
-            read_only=config.read_only,
-            ulimits=[(u.name, u.soft, u.hard) for u in config.ulimits],
-            cgroup_binds=self.driver.bind_dirs(rel), cgroup_version=self.driver.version,
-            mounts=[self._mount_spec(m) for m in config.mounts], tty=config.process.tty,
-            open_stdin=config.process.open_stdin, winsize=winsize, seccomp=config.seccomp)
-        try:
+            try:
+                self.driver.create(rel)
+                self.driver.apply(rel, config.resources)
+            except OSError as exc:
+                raise SetupError("cgroup", f"cannot create cgroup {rel}: {exc.strerror}") from exc
+            except SetupError:
+                raise
+            except TuiboxError as exc:
+                raise SetupError("cgroup limits", exc.message) from exc
+            net = self.network.attach(config)
+            write_etc_files(cdir, config, own=net.own, peers=net.peers)
+            if net.shared_from:  # container:<id> shares its names as well as its netns
+                for name in ("hosts", "resolv.conf"):
+                    shutil.copyfile(self.store.dir(net.shared_from) / name, cdir / name)
+            plan = InitPlan(
+                container_dir=cdir, layer_dirs=config.layer_dirs, args=config.process.args,
+                env=config.process.env, cwd=config.process.cwd, user=config.process.user,
+                hostname=config.hostname, new_net=not net.host, net_fd=net.ns_fd,
+                read_only=config.read_only,
+                ulimits=[(u.name, u.soft, u.hard) for u in config.ulimits],
+                cgroup_binds=self.driver.bind_dirs(rel), cgroup_version=self.driver.version,
+                mounts=[self._mount_spec(m) for m in config.mounts], tty=config.process.tty,
+                open_stdin=config.process.open_stdin, winsize=winsize, seccomp=config.seccomp)
             spawned = spawn(plan, cgroup_procs=self.driver.procs_files(rel))
-        except SetupError as exc:
+        except TuiboxError as exc:
+            if net is not None:
+                net.close()
+            self.network.detach(cid)
             self.driver.remove(rel)
-            error = exc
+            error = exc if isinstance(exc, SetupError) else SetupError("network", exc.message)
 
             def failed(st: ContainerState) -> None:
                 st.error = error.message
@@ -218,7 +227,9 @@ class Supervisor(StdioMixin):
                     st.finished_at = now()
 
             self.store.update_state(cid, failed)
-            raise
+            raise error from None
+        net.close()  # the container holds its namespace now
+        settings = net.settings
         run = Running(cid=cid, pid=spawned.pid, writer=self._writer(config))
         assert run.writer is not None
         run.writer.recover()
@@ -239,6 +250,7 @@ class Supervisor(StdioMixin):
             st.exit_code, st.error, st.oom_killed = 0, "", False
             st.started_at = now()
             st.cgroup = rel
+            st.network = settings
 
         self.store.update_state(cid, started)
         self.store.emit("start", cid, config.name)
@@ -320,6 +332,10 @@ class Supervisor(StdioMixin):
             run.writer.close()
             run.writer.remove_spool()
         self._keeper({"op": "drop", "cid": cid})
+        try:
+            self.network.detach(cid)
+        except TuiboxError as exc:
+            log(f"network tear-down of {cid[:12]}: {exc}")
         code = exit_code_of(run.status if run.status is not None else 255 << 8)
         oom = self.driver.counters(cgroup_rel(cid)).oom_kills > 0
         if self.driver.frozen(cgroup_rel(cid)):
@@ -337,6 +353,7 @@ class Supervisor(StdioMixin):
             st.exit_code = code
             st.oom_killed = oom
             st.finished_at = now()
+            st.network = NetworkSettings()
             if lost:
                 st.error = "exit status lost: the supervisor and its keeper were both killed"
 
@@ -484,6 +501,28 @@ class Supervisor(StdioMixin):
 
 
 
+
+    def op_connect(self, client: Client, msg: dict[str, Any]) -> None:
+        cid = msg["id"]
+        run = self.running.get(cid)
+        if run is None or run.status is not None:
+            raise TuiboxError(f"container {cid[:12]} is not running")
+        config = self.store.config(cid)
+        joined = self.network.connect(config, run.pid, msg["network"], list(msg["aliases"]))
+        self.store.update_state(cid, lambda st: st.network.networks.__setitem__(
+            msg["network"], joined))
+        client.reply({"ok": True}, last=True)
+
+    def op_disconnect(self, client: Client, msg: dict[str, Any]) -> None:
+        cid = msg["id"]
+        if cid not in self.running:
+            raise TuiboxError(f"container {cid[:12]} is not running")
+        self.network.disconnect(self.store.config(cid), msg["network"])
+        def dropped(st: ContainerState) -> None:
+            st.network.networks.pop(msg["network"], None)
+
+        self.store.update_state(cid, dropped)
+        client.reply({"ok": True}, last=True)
 
     def op_stop(self, client: Client, msg: dict[str, Any]) -> None:
         cid = msg["id"]

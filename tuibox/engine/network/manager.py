@@ -1,0 +1,292 @@
+"""The supervisor's side of networking: set a container's network up before its PID 1
+exists, tear it down when it exits, keep NAT rules and hosts files in step.
+
+Set-up order for a bridge network: a fresh network namespace (held by an fd) → an
+address from the network's IPAM → the bridge (created with the first container on it)
+→ a veth pair into the namespace → published ports bound and DNAT'd.  The container's
+first child then joins that namespace instead of making its own.  Anything that fails
+is undone before the error reaches the user.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import socket
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+from ..containers import ContainerStore
+from ..errors import ContainerNotFound, RecordError, SetupError, TuiboxError
+from ..models import ContainerConfig, ContainerNetwork, NetworkSettings
+from ..paths import StatePaths
+from .etcfiles import hosts_file, rewrite_in_place
+from .models import Endpoint, NetworkRecord
+from .nft import BridgeNet, Forward, Nft, ruleset, table_name
+from .ports import reserve
+from .store import BUILTIN, NetworkStore
+
+if TYPE_CHECKING:
+    from .netlink import Netlink
+
+CONTAINER_PREFIX = "container:"
+
+
+@dataclass
+class Attachment:
+    """What a starting container's network is: the namespace to join (-1: make its own,
+    or the host's with ``host``) and what to tell ``inspect``."""
+
+    ns_fd: int = -1
+    host: bool = False
+    settings: NetworkSettings = field(default_factory=NetworkSettings)
+    own: list[Endpoint] = field(default_factory=list)
+    peers: list[Endpoint] = field(default_factory=list)
+    shared_from: str = ""  # container:<id> — its hosts and resolv.conf are copied
+
+    def close(self) -> None:
+        if self.ns_fd >= 0:
+            os.close(self.ns_fd)
+            self.ns_fd = -1
+
+
+class NetworkManager:
+    def __init__(self, paths: StatePaths, containers: ContainerStore,
+                 log: Callable[[str], None]) -> None:
+        self.paths = paths
+        self.containers = containers
+        self.store = NetworkStore(paths)
+        self.table = table_name(paths.root)
+        self.log = log
+        self.sockets: dict[str, list[socket.socket]] = {}  # held host ports, by container
+        self._netlink: Netlink | None = None
+        self._nft: Nft | None = None
+        self._rules = ""  # the last ruleset applied
+
+    @property
+    def netlink(self) -> Netlink:
+        if self._netlink is None:  # pyroute2 costs ~140 ms to import: only when needed
+            from .netlink import Netlink
+
+            self._netlink = Netlink()
+        return self._netlink
+
+    # ------------------------------------------------------------------ start / exit
+
+    def attach(self, config: ContainerConfig) -> Attachment:
+        mode = config.network_mode
+        if mode == "host":
+            return Attachment(host=True)
+        if mode == "none":
+            return Attachment()
+        if mode.startswith(CONTAINER_PREFIX):
+            return self._join(config, mode[len(CONTAINER_PREFIX):])
+        ns_fd = self.netlink.new_netns()
+        att = Attachment(ns_fd=ns_fd)
+        try:
+            self._connect_all(config, att)
+            self._publish(config, att)
+            self.sync()
+        except BaseException:
+            att.close()
+            self.detach(config.id)
+            raise
+        self._refresh_peers(config.id, [name for name in config.networks])
+        return att
+
+    def _join(self, config: ContainerConfig, ref: str) -> Attachment:
+        try:
+            target = self.containers.get(self.containers.resolve(ref))
+        except (ContainerNotFound, RecordError) as exc:
+            raise SetupError("network", f"cannot join the network of {ref}: {exc}") from None
+        if not target.state.running or not target.state.pid:
+            raise SetupError("network", f"cannot join the network of container {ref}: it "
+                             f"is not running")
+        try:
+            fd = os.open(f"/proc/{target.state.pid}/ns/net", os.O_RDONLY | os.O_CLOEXEC)
+        except OSError as exc:
+            raise SetupError("network", f"cannot open the network namespace of {ref}: "
+                             f"{exc.strerror}") from None
+        return Attachment(ns_fd=fd, settings=target.state.network, shared_from=target.id)
+
+    def _connect_all(self, config: ContainerConfig, att: Attachment) -> None:
+        inner = self.netlink.inside(att.ns_fd)
+        try:
+            for i, name in enumerate(config.networks):
+                self._connect_one(config, name, att.ns_fd, inner, f"eth{i}",
+                                  default_route=i == 0, settings=att.settings, own=att.own)
+        finally:
+            inner.close()
+        att.peers = self._peers_of(config.id)
+
+    def _connect_one(self, config: ContainerConfig, name: str, ns_fd: int, inner: object,
+                     ifname: str, *, default_route: bool, settings: NetworkSettings,
+                     own: list[Endpoint], aliases: list[str] | None = None) -> None:
+        user_net = name != BUILTIN
+        record, ep = self.store.allocate(
+            name, container_id=config.id, container_name=config.name,
+            hostname=config.hostname, ifname=ifname,
+            aliases=(aliases if aliases is not None else config.network_aliases)
+            if user_net else [])
+        if len(record.endpoints) == 1:
+            self._rules = ""  # the bridge is new: its rules must go in
+        bridge = self.netlink.ensure_bridge(record)
+        self.netlink.add_endpoint(ns_fd, inner, bridge, record, ep,  # type: ignore[arg-type]
+                                  default_route=default_route)
+        own.append(ep)
+        settings.networks[name] = ContainerNetwork(
+            network_id=record.id, ip=ep.ip, prefix_len=ep.prefix_len, gateway=ep.gateway,
+            mac=ep.mac, aliases=ep.aliases)
+
+    def _publish(self, config: ContainerConfig, att: Attachment) -> None:
+        held: list[socket.socket] = []
+        self.sockets[config.id] = held
+        for spec in config.ports:
+            sock, binding = reserve(spec)
+            held.append(sock)
+            att.settings.ports.append(binding)
+        if att.settings.ports and att.own:
+            self.store.set_ports(config.networks[0], config.id, att.settings.ports)
+
+    def detach(self, cid: str) -> None:
+        """Undo everything :meth:`attach` did (also for a half-done attach)."""
+        for sock in self.sockets.pop(cid, []):
+            sock.close()
+        networks = []
+        for record, ep in self.store.endpoints_of(cid):
+            networks.append(record.name)
+            self._disconnect_endpoint(record, ep)
+        if networks:
+            self.sync()
+            self._refresh_peers(cid, networks)
+
+    def _disconnect_endpoint(self, record: NetworkRecord, ep: Endpoint) -> None:
+        self.netlink.delete_link(ep.host_ifname)
+        after = self.store.release(record.name, ep.container_id)
+        if after is not None and not after.endpoints:
+            self.netlink.delete_link(record.bridge)
+
+    def sweep(self, running: set[str]) -> None:
+        """After an adoption: free what containers that are gone still hold, and put
+        back the rules of those still running."""
+        for record in self.store.active():
+            for cid, ep in list(record.endpoints.items()):
+                if cid not in running:
+                    self.log(f"releasing {ep.ip} on {record.name}: container {cid[:12]} "
+                             f"is gone")
+                    self._disconnect_endpoint(record, ep)
+        for cid in running:
+            for _, ep in self.store.endpoints_of(cid):
+                for binding in ep.ports:
+                    with contextlib.suppress(SetupError):
+                        from ..models import PortSpec
+
+                        sock, _ = reserve(PortSpec(
+                            container_port=binding.container_port, proto=binding.proto,
+                            host_ip="" if binding.host_ip == "0.0.0.0" else binding.host_ip,
+                            host_port=binding.host_port))
+                        self.sockets.setdefault(cid, []).append(sock)
+        if self.store.active() or self._table_exists():
+            self._rules = ""
+            self.sync()
+
+    def _table_exists(self) -> bool:
+        try:
+            self.nft.run(f"list table ip {self.table}")
+        except SetupError:
+            return False
+        return True
+
+    # ------------------------------------------------------------------ connect / disconnect
+
+    def connect(self, config: ContainerConfig, pid: int, name: str,
+                aliases: list[str]) -> ContainerNetwork:
+        """Attach a running container to one more network (a new ``ethN``)."""
+        ns_fd = os.open(f"/proc/{pid}/ns/net", os.O_RDONLY | os.O_CLOEXEC)
+        try:
+            inner = self.netlink.inside(ns_fd)
+            try:
+                used = {ep.ifname for _, ep in self.store.endpoints_of(config.id)}
+                ifname = next(f"eth{i}" for i in range(64) if f"eth{i}" not in used)
+                settings = NetworkSettings()
+                try:
+                    self._connect_one(config, name, ns_fd, inner, ifname, default_route=False,
+                                      settings=settings, own=[], aliases=aliases)
+                except BaseException:
+                    for record, ep in self.store.endpoints_of(config.id):
+                        if record.name == name:
+                            self._disconnect_endpoint(record, ep)
+                    raise
+            finally:
+                inner.close()
+        finally:
+            os.close(ns_fd)
+        self.sync()
+        self._refresh_peers(config.id, [name])
+        self._refresh_own(config)
+        return settings.networks[name]
+
+    def disconnect(self, config: ContainerConfig, name: str) -> None:
+        found = [(r, ep) for r, ep in self.store.endpoints_of(config.id) if r.name == name]
+        if not found:
+            raise TuiboxError(f"container {config.name} is not connected to network {name}")
+        for record, ep in found:
+            self._disconnect_endpoint(record, ep)
+        self.sync()
+        self._refresh_peers(config.id, [name])
+        self._refresh_own(config)
+
+    # ------------------------------------------------------------------ rules and names
+
+    @property
+    def nft(self) -> Nft:
+        if self._nft is None:
+            self._nft = Nft()
+        return self._nft
+
+    def sync(self) -> None:
+        """Make this root's nftables table match the records (no-op when it does)."""
+        active = self.store.active()
+        nets = [BridgeNet(r.bridge, r.subnet, r.internal) for r in active]
+        forwards = [Forward(b.proto, b.host_ip, b.host_port, ep.ip, b.container_port)
+                    for r in active for ep in r.endpoints.values() for b in ep.ports]
+        text = ruleset(self.table, nets, forwards)
+        if text == self._rules:
+            return
+        self.nft.run(text)
+        self._rules = text
+
+    def _peers_of(self, cid: str) -> list[Endpoint]:
+        """Other containers on the user networks ``cid`` is on (named in its hosts)."""
+        peers = []
+        for record in self.store.active():
+            if record.builtin or cid not in record.endpoints:
+                continue
+            peers += [ep for other, ep in record.endpoints.items() if other != cid]
+        return peers
+
+    def _refresh_peers(self, cid: str, networks: list[str]) -> None:
+        """Rewrite the hosts files of the others on these user networks."""
+        touched: set[str] = set()
+        for record in self.store.active():
+            if record.builtin or record.name not in networks:
+                continue
+            touched.update(other for other in record.endpoints if other != cid)
+        for other in touched:
+            with contextlib.suppress(TuiboxError):
+                self._refresh_own(self.containers.config(other))
+
+    def _refresh_own(self, config: ContainerConfig) -> None:
+        own = [ep for _, ep in self.store.endpoints_of(config.id)]
+        own.sort(key=lambda ep: ep.ifname)
+        text = hosts_file(config, own, self._peers_of(config.id))
+        rewrite_in_place(self.containers.dir(config.id) / "hosts", text)
+
+    def close(self) -> None:
+        for held in self.sockets.values():
+            for sock in held:
+                sock.close()
+        self.sockets.clear()
+        if self._netlink is not None:
+            self._netlink.close()
