@@ -44,7 +44,7 @@ def measure_tuibox(bench: Bench, n: int) -> dict[str, float]:
         t0 = time.perf_counter()
         for i in range(n):
             subprocess.run([cli, "--root", str(engine.paths.root), "run", "-d", "--pull",
-                            "never", "--name", f"mem-{i}", "busybox", "sleep", "3600"],
+                            "never", "--network", "none", "--name", f"mem-{i}", "busybox", "sleep", "3600"],
                            check=True, capture_output=True)
         start_s = time.perf_counter() - t0
         time.sleep(0.5 if bench.smoke else SETTLE)

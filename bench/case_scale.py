@@ -43,11 +43,12 @@ FILTER_HINT = "filter: regex on name"
 class Pane:
     """The dashboard in a detached tmux session of a fixed size."""
 
-    def __init__(self, root: Path, work: Path, size: tuple[int, int] = (200, 50)) -> None:
+    def __init__(self, root: Path, work: Path, size: tuple[int, int] = (200, 50),
+                 env: str = "") -> None:
         self.session = f"tuibox-bench-{os.getpid()}"
         config = work / "dashboard-config.toml"
         config.write_text("")  # defaults only, whatever the user's config says
-        env = f"TUIBOX_CONFIG_FILE={config}"
+        env = f"TUIBOX_CONFIG_FILE={config} {env}"
         subprocess.run(["tmux", "new-session", "-d", "-s", self.session, "-x", str(size[0]),
                         "-y", str(size[1]), f"env {env} {sys.executable} -m tuibox --root {root}"],
                        check=True)
@@ -119,13 +120,13 @@ def dashboard(bench: Bench, result: CaseResult, root: Path, n: int) -> None:
             else:
                 filt.append(pane.key_latency("Enter", lambda _b, s: FILTER_HINT not in s, False))
             time.sleep(random.uniform(0.15, 0.35))
-        for i in range(keys):  # cursor moves: the highlight and the detail pane change
-            move.append(pane.key_latency("j" if i % 2 == 0 else "k",
+        for i in range(keys):  # cursor moves: the row highlight moves
+            move.append(pane.key_latency("Down" if i % 2 == 0 else "Up",
                                          lambda b, s: b != s, True))
             time.sleep(random.uniform(0.15, 0.35))
         result.measures.append(Measure(f"dashboard key→frame, `/` and enter, N={n}", "ms",
                                        [t * 1000 for t in filt]))
-        result.measures.append(Measure(f"dashboard key→frame, `j`/`k`, N={n}", "ms",
+        result.measures.append(Measure(f"dashboard key→frame, `↓`/`↑`, N={n}", "ms",
                                        [t * 1000 for t in move]))
         pid = pane.pid()
         if pid and not bench.smoke:
@@ -185,7 +186,7 @@ def run(bench: Bench) -> CaseResult:
                                                          "min–max"], rows))
     result.notes.append("Key→frame = `tmux send-keys` until `tmux capture-pane` shows the "
                         "effect (a 200×50 pane; each poll costs a tmux round trip, a few ms). "
-                        "`j`/`k` compare the frame with colours, so a refresh landing in the "
+                        "`↓`/`↑` compare the frame with colours, so a refresh landing in the "
                         "window also counts; the dashboard refreshes stats every second.")
     bench.drop_population()
     return result

@@ -34,7 +34,8 @@ def api_driver(engine: Engine) -> Callable[[int], list[float]]:
     from tuibox.engine import RunOptions
     from tuibox.engine.supervisor import protocol
 
-    opts = RunOptions(image="busybox", command=["true"], auto_remove=True, pull="never")
+    opts = RunOptions(image="busybox", command=["true"], auto_remove=True, pull="never",
+                      network="none")
 
     def once() -> float:
         t0 = time.perf_counter()
@@ -83,7 +84,7 @@ def run(bench: Bench) -> CaseResult:
     result = CaseResult(NAME, TITLE)
     engine = bench.root("start")
     try:
-        cli = f"{tuibox_cli()} --root {engine.paths.root} run --rm --pull never busybox true"
+        cli = f"{tuibox_cli()} --root {engine.paths.root} run --rm --pull never --network none busybox true"
         contenders = [Contender(API, func=api_driver(engine))]
         if bench.smoke:
             contenders.insert(0, Contender(CLI, command=cli, func=subprocess_timer(cli)))

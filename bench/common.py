@@ -1,5 +1,8 @@
 """What every benchmark case shares: the run context, result records, timing helpers.
 
+Every tuibox container here runs with ``--network none``, as every peer container does
+(BASELINE.md's network rule); bridge networking gets its own case.
+
 A case is a module with ``NAME``, ``TITLE``, ``NEEDS`` (the peer set-up it wants, a subset
 of ``PEER_NEEDS``) and ``run(bench) -> CaseResult``; ``cases.py`` lists them.  Cases
 measure tuibox and its peers in the same run: command timings go through hyperfine in
@@ -247,7 +250,8 @@ class Population:
         t0 = time.perf_counter()
         while len(self.ids) < n:
             config = self.engine.run(RunOptions(image="busybox", command=["sleep", "3600"],
-                                                name=f"idle-{len(self.ids):05d}"))
+                                                name=f"idle-{len(self.ids):05d}",
+                                                network="none"))
             self.ids.append(config.id)
         spent = time.perf_counter() - t0
         self.start_seconds += spent

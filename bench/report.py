@@ -8,7 +8,7 @@ from typing import Any
 
 from common import CaseResult, Goal, Table, fmt
 
-UNITS_WITH_SPACE = {"MB/s", "MiB", "kB", "s", "ms"}
+UNITS_WITH_SPACE = {"MB/s", "MB", "MiB", "kB", "s", "ms"}
 
 
 def load(path: Path) -> dict[str, Any]:

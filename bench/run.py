@@ -50,6 +50,9 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     p.add_argument("--stats-n", default="100,500,1000", help="container counts, stats case")
     p.add_argument("--registry", default="", help="host:port of a registry holding busybox "
                    "and busybox-ml (default: the peers' 127.0.0.1:5000)")
+    p.add_argument("--image", type=Path, default=None,
+                   help="docker-archive of busybox:latest for tuibox (default: the peers' "
+                   "archive, or a rootfs built from busybox-static)")
     p.add_argument("--work", type=Path, default=None,
                    help="work directory (default: a new /tmp/tuibox-bench.*; kept with --keep)")
     p.add_argument("--keep", action="store_true", help="keep the work directory")
@@ -83,7 +86,8 @@ def main(argv: list[str]) -> int:
     bench = Bench(work, runs=1 if args.smoke else args.runs,
                   rounds=1 if args.smoke else args.rounds, smoke=args.smoke,
                   registry=args.registry, scale_n=args.scale_n,
-                  memory_n=_ints(args.memory_n), stats_n=_ints(args.stats_n))
+                  memory_n=_ints(args.memory_n), stats_n=_ints(args.stats_n),
+                  image_source=args.image)
     json_path = args.out.with_suffix(".json")
     doc = {} if args.fresh else report.load(json_path)
     doc.setdefault("cases", {})
@@ -95,7 +99,7 @@ def main(argv: list[str]) -> int:
             needs: set[str] = set().union(*(c.NEEDS for c in selected))
             peers.setup(needs)
             bench.peers = peers
-            bench.image_source = work / "peers" / "archives" / "busybox.tar"
+            bench.image_source = args.image or work / "peers" / "archives" / "busybox.tar"
             doc["machine"], doc["versions"] = peers.machine, peers.versions
         else:
             doc.setdefault("machine", machine_facts())

@@ -4,7 +4,7 @@
 set -eu
 cd "$(dirname "$0")/.."
 
-packages="busybox-static ca-certificates libseccomp2"
+packages="busybox-static ca-certificates libseccomp2 nftables iproute2"
 if [ "${1:-}" = "--test" ]; then
     # docker-registry + apache2-utils (htpasswd) + openssl: the loopback registries the
     # pull tests start; skopeo fills them; tmux drives the dashboard end to end.

@@ -1,5 +1,5 @@
 """Shared fixtures: a busybox image built by our own code, engines on private roots, and
-an autouse leak check (mounts, cgroups, processes, held locks)."""
+an autouse leak check (mounts, cgroups, links and nftables tables, processes, held locks)."""
 
 from __future__ import annotations
 
@@ -30,6 +30,14 @@ def _tuibox_cgroups() -> set[str]:
         found.add(str(base))  # the shared parent goes too once it is empty
         found.update(str(p) for p in base.iterdir() if p.is_dir())
     return found
+
+
+def _network_things() -> set[str]:
+    """tuibox's bridges and veths, and its nftables tables."""
+    links = {p.name for p in Path("/sys/class/net").iterdir()
+             if p.name.startswith(("tbx-", "tuibox", "veth"))}
+    tables = subprocess.run(["nft", "list", "tables"], capture_output=True, text=True).stdout
+    return links | {line.strip() for line in tables.splitlines() if " tuibox" in line}
 
 
 def _processes_mentioning(text: str) -> list[int]:
@@ -108,7 +116,7 @@ def cli(root: Path, engine: Engine) -> Iterator[object]:
 @pytest.fixture(autouse=True)
 def leak_check(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[None]:
     """Fail any test that leaves a mount, a cgroup, a process or a held lock behind."""
-    mounts, cgroups = _mounts(), _tuibox_cgroups()
+    mounts, cgroups, network = _mounts(), _tuibox_cgroups(), _network_things()
     yield
     root = tmp_path / "root"
     deadline = time.monotonic() + 5
@@ -120,6 +128,9 @@ def leak_check(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[None]
         extra_cgroups = _tuibox_cgroups() - cgroups
         if extra_cgroups:
             leaks.append(f"cgroups: {sorted(extra_cgroups)}")
+        extra_network = _network_things() - network
+        if extra_network:
+            leaks.append(f"network: {sorted(extra_network)}")
         procs = _processes_mentioning(str(root))
         if procs:
             leaks.append(f"processes: {procs}")

@@ -19,6 +19,7 @@ from tuibox.engine.models import (
     ContainerConfig,
     ContainerState,
     ImageRecord,
+    PortBinding,
     ProcessInfo,
     ProcessSpec,
     StatsSample,
@@ -52,6 +53,8 @@ def _container(n: int, name: str, status: str, cmd: str) -> Container:
         state.running, state.pid = True, 1000 + n
         state.paused = status == "paused"
         state.started_at = now - timedelta(seconds=3600 * n + 5)
+        if n == 1:  # one with a published port, for the PORTS column
+            state.network.ports = [PortBinding(container_port=80, host_port=8080)]
     elif status == "exited":
         state.started_at, state.finished_at, state.exit_code = CREATED, CREATED, 137
     config = ContainerConfig(

@@ -119,7 +119,8 @@ def test_own_namespaces(engine: Engine) -> None:
 
 
 def test_network_none_has_only_loopback_up(engine: Engine) -> None:
-    code, out, _ = sh(engine, "ls /sys/class/net; ping -c1 -W1 127.0.0.1 >/dev/null && echo ok")
+    code, out, _ = sh(engine, "ls /sys/class/net; ping -c1 -W1 127.0.0.1 >/dev/null && echo ok",
+                      network="none")
     assert out.split() == ["lo", "ok"]
 
 

@@ -55,8 +55,9 @@ class RunDialog(ModalScreen[RunRequest | None]):
                 yield Input(id="memory", placeholder="memory (256m)")
                 yield Input(id="cpus", placeholder="cpus (0.5)")
                 yield Input(id="pids", placeholder="pids limit")
-            yield Static("ports: not available yet (container networking is 'none' or 'host')",
-                         classes="hint")
+            with Horizontal(classes="row"):
+                yield Input(id="ports", placeholder="ports (8080:80 53:53/udp)")
+                yield Input(id="network", placeholder="network (bridge)")
             yield Static(id="error", classes="error")
             with Horizontal(classes="buttons"):
                 yield Button("Run", variant="primary", id="run")
@@ -79,7 +80,8 @@ class RunDialog(ModalScreen[RunRequest | None]):
             fields: dict[str, object] = {
                 "image": str(image), "command": shlex.split(self._value("command")),
                 "name": self._value("name") or None, "env": shlex.split(self._value("env")),
-                "restart": str(restart)}
+                "restart": str(restart), "publish": self._value("ports").split(),
+                "network": self._value("network") or "bridge"}
             if "memory" in RunOptions.model_fields:  # engines with limits at create time
                 fields.update(memory=limits.memory, cpus=limits.cpus,
                               pids_limit=limits.pids_limit)

@@ -21,7 +21,7 @@ COLUMN_TITLES: dict[str, tuple[str, int]] = {
     "name": ("NAME", 20), "id": ("ID", 12), "image": ("IMAGE", 14), "status": ("STATUS", 12),
     "cpu": ("CPU %", 6), "memory": ("MEM / LIMIT", 17), "pids": ("PIDS", 5),
     "net": ("NET RX / TX", 16), "block": ("BLOCK R / W", 17), "uptime": ("UP", 7),
-    "ports": ("PORTS", 6),
+    "ports": ("PORTS", 14),
 }
 
 STATUS_STYLES = {"running": "green", "frozen": "bold cyan", "restarting": "yellow",
@@ -90,9 +90,17 @@ def _cells(row: _Row, columns: list[str], marked: bool, now: datetime) -> list[C
             up = uptime_seconds(c, now)
             out.append(Cell(human_duration(up) if up is not None else "-",
                             up if up is not None else -1, cid))
-        else:  # ports: no networking with port mappings yet
-            out.append(Cell("", "", cid))
+        else:  # ports, compact: 8080->80/tcp
+            text = ports_label(c)
+            out.append(Cell(text, text, cid))
     return out
+
+
+def ports_label(c: Container) -> str:
+    """Published ports, short: ``8080->80/tcp``, or the host address when it is one."""
+    return ", ".join(
+        (f"{p.host_ip}:" if p.host_ip != "0.0.0.0" else "") + f"{p.host_port}->{p.key}"
+        for p in c.state.network.ports)
 
 
 def _sort_value(row: _Row, col: str, now: datetime) -> float | str:
@@ -107,7 +115,8 @@ def _sort_value(row: _Row, col: str, now: datetime) -> float | str:
     if col == "status":
         return status_label(c)
     if col == "ports":
-        return ""
+        ports = c.state.network.ports
+        return f"{ports[0].host_port:05d}" if ports else ""
     if col == "uptime":
         up = uptime_seconds(c, now)
         return up if up is not None else -1.0
