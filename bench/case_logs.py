@@ -64,8 +64,8 @@ def throughput(engine: Engine, line_len: int, size: int) -> tuple[float, float]:
     from tuibox.engine import RunOptions
 
     argv, total, lines = _producer(line_len, size)
-    config = engine.run(RunOptions(image="busybox", command=argv,
-                                   log_opts={"max-size": "4g", "max-file": "1"}, network="none"))
+    config = engine.run(RunOptions(image="busybox", command=argv, network="none",
+                                   log_opts={"max-size": "4g", "max-file": "1"}))
     t0 = time.perf_counter()
     log = engine.containers.dir(config.id) / f"{config.id}-json.log"
     last_size, last_change, stable = -1, t0, 0

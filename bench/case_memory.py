@@ -44,8 +44,8 @@ def measure_tuibox(bench: Bench, n: int) -> dict[str, float]:
         t0 = time.perf_counter()
         for i in range(n):
             subprocess.run([cli, "--root", str(engine.paths.root), "run", "-d", "--pull",
-                            "never", "--network", "none", "--name", f"mem-{i}", "busybox", "sleep", "3600"],
-                           check=True, capture_output=True)
+                            "never", "--network", "none", "--name", f"mem-{i}", "busybox",
+                            "sleep", "3600"], check=True, capture_output=True)
         start_s = time.perf_counter() - t0
         time.sleep(0.5 if bench.smoke else SETTLE)
         sup = supervision_pids(engine)

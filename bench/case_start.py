@@ -84,7 +84,8 @@ def run(bench: Bench) -> CaseResult:
     result = CaseResult(NAME, TITLE)
     engine = bench.root("start")
     try:
-        cli = f"{tuibox_cli()} --root {engine.paths.root} run --rm --pull never --network none busybox true"
+        cli = (f"{tuibox_cli()} --root {engine.paths.root} run --rm --pull never "
+               "--network none busybox true")
         contenders = [Contender(API, func=api_driver(engine))]
         if bench.smoke:
             contenders.insert(0, Contender(CLI, command=cli, func=subprocess_timer(cli)))
