@@ -5,7 +5,9 @@
 #   cpu_capped  a busy loop held to half a core by --cpus 0.5     (CPU plot at its limit)
 #   mem_grower  grows by 512 KiB a second toward -m 64m          (memory plot climbing to its
 #               limit; the kernel OOM-kills it there and --restart always starts it again)
-# Quitting the dashboard leaves them running: 'tuibox rm -f sample_job cpu_capped mem_grower'.
+#   web         busybox httpd published on the host: curl http://127.0.0.1:8080/
+# Quitting the dashboard leaves them running:
+#   'tuibox rm -f sample_job cpu_capped mem_grower web'.
 set -eu
 cd "$(dirname "$0")/.."
 scripts/install.sh
@@ -34,6 +36,8 @@ start cpu_capped --cpus 0.5 busybox /bin/sh -c \
     'echo "spinning under --cpus 0.5"; while :; do :; done'
 start mem_grower -m 64m --memory-swap 64m --restart always busybox /bin/sh -c \
     'x=; i=0; while true; do x="$x$(head -c 524288 /dev/zero | tr "\0" x)"; i=$((i+1)); echo "holding $((i/2)) MiB"; sleep 1; done'
+start web -p 8080:80 busybox /bin/sh -c \
+    'mkdir -p /www && echo "hello from tuibox" > /www/index.html && exec httpd -f -v -p 80 -h /www'
 
 $tuibox ps
 echo

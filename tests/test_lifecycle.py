@@ -143,14 +143,17 @@ def test_names_unique_and_prefix_match(engine: Engine) -> None:
 
 def test_bad_input_leaves_nothing(engine: Engine) -> None:
     from tuibox.engine import ImageNotFound
+    from tuibox.engine.errors import NotFound
 
     with pytest.raises(ImageNotFound):
         engine.create(RunOptions(image="nosuchimage", command=["true"], name="x",
                                  pull="never"))  # no registry outside loopback
     with pytest.raises(InvalidArgument):
         engine.create(RunOptions(image="busybox", command=["true"], restart="sometimes"))
+    with pytest.raises(NotFound):
+        engine.create(RunOptions(image="busybox", command=["true"], network="nosuchnet"))
     with pytest.raises(InvalidArgument):
-        engine.create(RunOptions(image="busybox", command=["true"], network="bridge"))
+        engine.create(RunOptions(image="busybox", command=["true"], publish=["1:2:3:4"]))
     assert engine.list(all=True) == []
     assert not any(engine.paths.names.iterdir())
 

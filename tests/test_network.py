@@ -199,12 +199,14 @@ def test_egress_is_masqueraded(engine: Engine, tmp_path: Path, outside: int) -> 
                                "http.server", "-b", OUTSIDE_IP, "-d", str(www), "9000"],
                               stderr=subprocess.DEVNULL)
     try:
-        code, out, err = sh(engine, f"timeout 5 wget -q -O - http://{OUTSIDE_IP}:9000/")
+        # (not the shell's last command: PID 1 would ignore timeout's signal)
+        code, out, err = sh(engine, f"timeout 5 wget -q -O - http://{OUTSIDE_IP}:9000/; "
+                                    "exit $?")
         assert (code, out) == (0, "outside"), err
         # --internal networks get no way out.
         engine.network_create("sealed", internal=True)
-        code, out, _ = sh(engine, f"timeout 3 wget -q -O - http://{OUTSIDE_IP}:9000/",
-                          network="sealed")
+        code, out, _ = sh(engine, f"timeout 3 wget -q -O - http://{OUTSIDE_IP}:9000/; "
+                                  "exit $?", network="sealed")
         assert code != 0
     finally:
         server.kill()

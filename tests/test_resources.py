@@ -221,7 +221,8 @@ def test_v1_v2_weight_conversion() -> None:
 
 def test_stats_fields_and_one_pass_for_many(engine: Engine) -> None:
     ids = [run_d(engine, "sleep 60") for _ in range(20)]
-    busy = run_d(engine, "dd if=/dev/zero of=/tmp/f bs=1M count=20; sleep 60", memory=256 << 20)
+    busy = run_d(engine, "dd if=/dev/zero of=/tmp/f bs=1M count=20; sleep 60", memory=256 << 20,
+                 network="none")
     time.sleep(1)
     samples = engine.stats()
     assert set(samples) == {*ids, busy}
