@@ -40,6 +40,8 @@ class Netlink:
     def __init__(self) -> None:
         self.host_ns = os.open("/proc/self/ns/net", os.O_RDONLY | os.O_CLOEXEC)
         self.ipr = IPRoute()
+        self.bridges: dict[str, int] = {}  # bridges set up by us, by name → index
+        self.mtus: dict[int, int] = {}
 
     def close(self) -> None:
         self.ipr.close()
@@ -79,6 +81,9 @@ class Netlink:
 
     def ensure_bridge(self, net: NetworkRecord) -> int:
         """Create the network's bridge with its gateway address, or find it; its index."""
+        known = self.bridges.get(net.bridge)
+        if known is not None:
+            return known
         index = self.index(net.bridge)
         prefix = int(net.subnet.split("/")[1])
         try:
@@ -99,11 +104,13 @@ class Netlink:
         _sysctl(SYSCTL / "conf" / net.bridge / "route_localnet", "1")
         if not net.internal:
             _sysctl(SYSCTL / "ip_forward", "1")
+        self.bridges[net.bridge] = index
         return index
 
     def delete_link(self, ifname: str) -> None:
         """Delete an interface if it exists (a veth takes its peer with it)."""
-        index = self.index(ifname)
+        index = self.bridges.pop(ifname, None) or self.index(ifname)
+        self.mtus.pop(index or 0, None)
         if index is None:
             return
         with contextlib.suppress(NetlinkError):
@@ -113,30 +120,34 @@ class Netlink:
 
     def add_endpoint(self, ns_fd: int, inner: IPRoute, bridge_index: int, net: NetworkRecord,
                      ep: Endpoint, *, default_route: bool) -> None:
-        """A veth pair: the host end on the bridge, the other end ``ep.ifname`` in the
-        container's namespace with its address, MAC and (on the first network) route."""
-        mtu = net.mtu or int(self.ipr.link("get", index=bridge_index)[0].get_attr("IFLA_MTU"))
-        temp = "tbxp" + ep.host_ifname[4:]  # unique; renamed once inside
+        """A veth pair: the host end up on the bridge, the other end ``ep.ifname`` in the
+        container's namespace with its address, MAC and (on the first network) route.
+        Five netlink round trips: the pair is born named, addressed and enslaved."""
+        mtu = net.mtu or self.mtu(bridge_index)
         try:
             self.ipr.link("add", ifname=ep.host_ifname, kind="veth", mtu=mtu,
-                          peer={"ifname": temp, "net_ns_fd": ns_fd, "mtu": mtu})
+                          master=bridge_index, state="up",
+                          peer={"ifname": ep.ifname, "net_ns_fd": ns_fd, "address": ep.mac,
+                                "mtu": mtu})
         except NetlinkError as exc:
+            if exc.code == errno.EEXIST:
+                raise SetupError("network", f"{ep.ifname} or {ep.host_ifname} already "
+                                 f"exists") from None
             raise _netlink_error(f"cannot create veth {ep.host_ifname}", exc) from None
         try:
-            host_index = self.index(ep.host_ifname)
-            self.ipr.link("set", index=host_index, master=bridge_index, state="up")
-            idx = inner.link_lookup(ifname=temp)[0]
-            inner.link("set", index=idx, ifname=ep.ifname, address=ep.mac)
+            idx = inner.link_lookup(ifname=ep.ifname)[0]
             inner.addr("add", index=idx, address=ep.ip, prefixlen=ep.prefix_len)
             inner.link("set", index=idx, state="up")
-            lo = inner.link_lookup(ifname="lo")
-            if lo:
-                inner.link("set", index=lo[0], state="up")
             if default_route:
                 inner.route("add", dst="0.0.0.0/0", gateway=ep.gateway)
-        except NetlinkError as exc:
+        except (NetlinkError, IndexError) as exc:
             self.delete_link(ep.host_ifname)
-            if exc.code == errno.EEXIST:
-                raise SetupError("network", f"{ep.ifname} already exists in the "
-                                 f"container") from None
-            raise _netlink_error(f"cannot configure {ep.ifname}", exc) from None
+            detail = os.strerror(exc.code) if isinstance(exc, NetlinkError) else "vanished"
+            raise SetupError("network", f"cannot configure {ep.ifname}: {detail}") from None
+
+    def mtu(self, index: int) -> int:
+        mtu = self.mtus.get(index)
+        if mtu is None:
+            mtu = self.mtus[index] = int(self.ipr.link("get", index=index)[0]
+                                         .get_attr("IFLA_MTU"))
+        return mtu

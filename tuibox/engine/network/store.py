@@ -20,7 +20,7 @@ from ..containers import now
 from ..errors import Conflict, InvalidArgument, NotFound, RecordError
 from ..models import PortBinding
 from ..paths import DEFAULT_ROOT, StatePaths
-from ..records import locked, read_record, write_record
+from ..records import locked, read_record, write_atomic
 from .models import Endpoint, NetworkRecord
 
 BUILTIN = "bridge"
@@ -64,6 +64,9 @@ class NetworkStore:
     def __init__(self, paths: StatePaths) -> None:
         self.paths = paths
         self.dir = paths.root / "networks"
+        # Parsed records by path, valid while the file's (inode, mtime, size) is unchanged:
+        # the supervisor reads the same few records on every start and exit.
+        self._cache: dict[Path, tuple[tuple[int, int, int], NetworkRecord]] = {}
 
     # ------------------------------------------------------------------ records
 
@@ -76,11 +79,41 @@ class NetworkStore:
     def _path(self, name: str) -> Path:
         return self.dir / f"{name}.json"
 
+    def _read(self, path: Path) -> NetworkRecord:
+        try:
+            st = path.stat()
+        except FileNotFoundError:
+            raise RecordError(str(path), "missing") from None
+        key = (st.st_ino, st.st_mtime_ns, st.st_size)
+        hit = self._cache.get(path)
+        if hit is not None and hit[0] == key:
+            return hit[1]
+        record = read_record(path, NetworkRecord)
+        self._cache[path] = (key, record)
+        return record
+
+    def _write(self, path: Path, record: NetworkRecord) -> None:
+        self._cache.pop(path, None)
+        write_atomic(path, record.model_dump_json().encode())
+        st = path.stat()  # what we wrote is what the next read would parse
+        self._cache[path] = ((st.st_ino, st.st_mtime_ns, st.st_size), record)
+
+    @contextlib.contextmanager
+    def _changing(self, path: Path) -> Iterator[NetworkRecord]:
+        """Read, let the caller change, write; a failed change never stays cached."""
+        record = self._read(path)
+        try:
+            yield record
+        except BaseException:
+            self._cache.pop(path, None)
+            raise
+        self._write(path, record)
+
     def _read_all(self) -> builtins.list[NetworkRecord]:
         found = []
         for path in sorted(self.dir.glob("*.json")) if self.dir.is_dir() else []:
             try:
-                found.append(read_record(path, NetworkRecord))
+                found.append(self._read(path))
             except RecordError:
                 continue  # reported by `network ls`; never fatal for the rest
         return found
@@ -97,7 +130,7 @@ class NetworkStore:
         bad = []
         for path in sorted(self.dir.glob("*.json")) if self.dir.is_dir() else []:
             try:
-                read_record(path, NetworkRecord)
+                self._read(path)
             except RecordError as exc:
                 bad.append(exc)
         return bad
@@ -111,7 +144,7 @@ class NetworkStore:
                     return self._builtin_locked()
         path = self._path(ref)
         if NAME.match(ref) and path.exists():
-            return read_record(path, NetworkRecord)
+            return self._read(path)
         matches = [r for r in self._read_all() if r.id.startswith(ref)] if len(ref) >= 3 else []
         if len(matches) == 1:
             return matches[0]
@@ -122,7 +155,7 @@ class NetworkStore:
     def _builtin_locked(self) -> NetworkRecord:
         path = self._path(BUILTIN)
         if path.exists():
-            return read_record(path, NetworkRecord)
+            return self._read(path)
         net_id = secrets.token_hex(32)
         default_root = self.paths.root.resolve() == DEFAULT_ROOT
         subnet = os.environ.get("TUIBOX_BRIDGE_SUBNET", "")
@@ -131,7 +164,7 @@ class NetworkStore:
                                subnet_fixed=bool(subnet))
         if subnet:
             record.subnet, record.gateway = _subnet_and_gateway(subnet, "")
-        write_record(path, record)
+        self._write(path, record)
         return record
 
     def create(self, name: str, *, subnet: str = "", gateway: str = "", internal: bool = False,
@@ -165,7 +198,7 @@ class NetworkStore:
             record = NetworkRecord(id=net_id, name=name, created=now(), subnet=net, gateway=gw,
                                    bridge=f"tbx-{net_id[:11]}", internal=internal, mtu=mtu,
                                    labels=labels or {}, options=options or {})
-            write_record(self._path(name), record)
+            self._write(self._path(name), record)
         return record
 
     def remove(self, ref: str) -> NetworkRecord:
@@ -173,7 +206,7 @@ class NetworkStore:
         if record.builtin:
             raise Conflict(f"{record.name} is a pre-defined network and cannot be removed")
         with self._lock():
-            record = read_record(self._path(record.name), NetworkRecord)
+            record = self._read(self._path(record.name))
             if record.endpoints:
                 names = ", ".join(sorted(e.container_name for e in record.endpoints.values()))
                 raise Conflict(f"error while removing network: network {record.name} id "
@@ -202,23 +235,21 @@ class NetworkStore:
             path = self._path(name)
             if not path.exists():
                 raise NetworkNotFound(name)
-            record = read_record(path, NetworkRecord)
-            if record.builtin and not record.endpoints:
-                self._place_builtin(record)
-            net = ipaddress.IPv4Network(record.subnet)
-            gateway = ipaddress.IPv4Address(record.gateway)
-            used = {ipaddress.IPv4Address(e.ip) for e in record.endpoints.values()
-                    if e.container_id != container_id}
-            ip = next((h for h in net.hosts() if h != gateway and h not in used), None)
-            if ip is None:
-                raise Conflict(f"no free address left on network {name} ({record.subnet})")
-            endpoint = Endpoint(container_id=container_id, container_name=container_name,
-                                hostname=hostname, ip=str(ip), prefix_len=net.prefixlen,
-                                gateway=record.gateway, mac=mac_for(ip),
-                                host_ifname="veth" + secrets.token_hex(4)[:7], ifname=ifname,
-                                aliases=aliases)
-            record.endpoints[container_id] = endpoint
-            write_record(path, record)
+            with self._changing(path) as record:
+                if record.builtin and not record.endpoints:
+                    self._place_builtin(record)
+                net = ipaddress.IPv4Network(record.subnet)
+                used = {e.ip for e in record.endpoints.values() if e.container_id != container_id}
+                used.add(record.gateway)
+                ip = next((h for h in net.hosts() if str(h) not in used), None)
+                if ip is None:
+                    raise Conflict(f"no free address left on network {name} ({record.subnet})")
+                endpoint = Endpoint(container_id=container_id, container_name=container_name,
+                                    hostname=hostname, ip=str(ip), prefix_len=net.prefixlen,
+                                    gateway=record.gateway, mac=mac_for(ip),
+                                    host_ifname="veth" + secrets.token_hex(4)[:7],
+                                    ifname=ifname, aliases=aliases)
+                record.endpoints[container_id] = endpoint
         return record, endpoint
 
     def _place_builtin(self, record: NetworkRecord) -> None:
@@ -239,20 +270,20 @@ class NetworkStore:
         with self._lock():
             path = self._path(name)
             try:
-                record = read_record(path, NetworkRecord)
+                record = self._read(path)
             except RecordError:
                 return None
             if record.endpoints.pop(container_id, None) is not None:
-                write_record(path, record)
+                self._write(path, record)
         return record
 
     def set_ports(self, name: str, container_id: str, ports: builtins.list[PortBinding]) -> None:
         with self._lock():
             path = self._path(name)
-            record = read_record(path, NetworkRecord)
+            record = self._read(path)
             if container_id in record.endpoints:
                 record.endpoints[container_id].ports = list(ports)
-                write_record(path, record)
+                self._write(path, record)
 
     def endpoints_of(self, container_id: str) -> builtins.list[tuple[NetworkRecord, Endpoint]]:
         return [(r, r.endpoints[container_id]) for r in self._read_all()

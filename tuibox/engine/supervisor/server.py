@@ -333,7 +333,9 @@ class Supervisor(StdioMixin):
             run.writer.remove_spool()
         self._keeper({"op": "drop", "cid": cid})
         try:
-            self.network.detach(cid)
+            # The namespace dies with the container and takes its veths along (unless
+            # another container joined it: detach() knows and deletes them itself).
+            self.network.detach(cid, netns_dying=True)
         except TuiboxError as exc:
             log(f"network tear-down of {cid[:12]}: {exc}")
         code = exit_code_of(run.status if run.status is not None else 255 << 8)
