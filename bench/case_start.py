@@ -29,13 +29,13 @@ API_REPEAT = 4  # the in-process driver is cheap to repeat: four samples per hyp
 CLI, API = "tuibox CLI", "tuibox engine API (in-process)"
 
 
-def api_driver(engine: Engine) -> Callable[[int], list[float]]:
+def api_driver(engine: Engine, *, network: str = "none") -> Callable[[int], list[float]]:
     """Times ``run --rm busybox true`` through the Engine, as the CLI does it, in-process."""
     from tuibox.engine import RunOptions
     from tuibox.engine.supervisor import protocol
 
     opts = RunOptions(image="busybox", command=["true"], auto_remove=True, pull="never",
-                      network="none")
+                      network=network)
 
     def once() -> float:
         t0 = time.perf_counter()

@@ -12,6 +12,7 @@ from types import ModuleType
 
 import case_logs
 import case_memory
+import case_network
 import case_pull
 import case_scale
 import case_start
@@ -23,5 +24,6 @@ CASES: list[ModuleType] = [
     case_logs,
     case_stats,
     case_scale,
+    case_network,
     case_pull,
 ]

@@ -8,6 +8,7 @@ from typing import Any
 
 from common import CaseResult, Goal, Table, fmt
 
+ANALYSIS = Path(__file__).resolve().parent / "analysis.md"
 UNITS_WITH_SPACE = {"MB/s", "MB", "MiB", "kB", "s", "ms"}
 
 
@@ -117,4 +118,6 @@ def markdown(doc: dict[str, Any], command: str) -> str:
         extra_md = case.extra.get("markdown")
         if isinstance(extra_md, str):
             lines += [extra_md, ""]
+    if ANALYSIS.exists():  # the hand-written profiling notes that go with the numbers
+        lines += [ANALYSIS.read_text().strip(), ""]
     return "\n".join(lines).rstrip() + "\n"

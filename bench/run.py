@@ -58,6 +58,8 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     p.add_argument("--keep", action="store_true", help="keep the work directory")
     p.add_argument("--out", type=Path, default=PROJECT / "docs" / "benchmarks.md",
                    help="markdown report; the JSON goes next to it (.json)")
+    p.add_argument("--report-only", action="store_true",
+                   help="only rewrite the markdown from the JSON (after editing analysis.md)")
     p.add_argument("--fresh", action="store_true",
                    help="drop results of cases not run this time from the JSON")
     args = p.parse_args(argv)
@@ -76,6 +78,10 @@ def machine_facts() -> str:
 
 def main(argv: list[str]) -> int:
     args = parse_args(argv)
+    if args.report_only:
+        doc = report.load(args.out.with_suffix(".json"))
+        args.out.write_text(report.markdown(doc, doc.get("command", "bench/run.py")))
+        return 0
     selected: list[ModuleType] = [c for c in CASES if c.NAME in args.cases.split(",")]
     work = args.work or Path(f"/tmp/tuibox-bench.{os.getpid()}")
     made_work = not work.exists()
@@ -92,6 +98,7 @@ def main(argv: list[str]) -> int:
     doc = {} if args.fresh else report.load(json_path)
     doc.setdefault("cases", {})
     command = "bench/run.py " + " ".join(shlex.quote(a) for a in argv)
+    doc["command"] = command
     peers = Peers(work / "peers", log=bench.log) if use_peers else None
     failures = 0
     try:
