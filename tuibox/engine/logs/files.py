@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import re
 from pathlib import Path
 
 LOG_MODE = 0o640
@@ -31,12 +30,15 @@ def rotated_path(live: Path, index: int) -> Path:
 
 def rotated_indices(live: Path) -> list[int]:
     """Indices ``i`` of the existing ``<f>.<i>`` files, ascending (newest first)."""
-    pattern = re.compile(re.escape(live.name) + r"\.([1-9]\d*)\Z")
+    prefix = live.name + "."
     try:
         names = os.listdir(live.parent)
     except FileNotFoundError:
         return []
-    return sorted(int(m.group(1)) for n in names if (m := pattern.match(n)))
+    # str methods, not a regex: this runs at every container start
+    return sorted(int(n[len(prefix):]) for n in names
+                  if n.startswith(prefix) and n[len(prefix):].isdigit()
+                  and n[len(prefix)] != "0")
 
 
 def open_live(live: Path) -> int:

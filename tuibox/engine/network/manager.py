@@ -13,6 +13,7 @@ from __future__ import annotations
 import contextlib
 import os
 import socket
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
@@ -31,6 +32,9 @@ if TYPE_CHECKING:
     from .netlink import Netlink
 
 CONTAINER_PREFIX = "container:"
+# A bridge whose last container left stays this long: `run --rm` after `run --rm` would
+# otherwise build and tear down a bridge and its rules every time (~80 ms each).
+IDLE_BRIDGE_SECONDS = float(os.environ.get("TUIBOX_IDLE_BRIDGE_SECONDS", "60"))
 
 
 @dataclass
@@ -53,7 +57,8 @@ class Attachment:
 
 class NetworkManager:
     def __init__(self, paths: StatePaths, containers: ContainerStore,
-                 log: Callable[[str], None]) -> None:
+                 log: Callable[[str], None],
+                 call_later: Callable[[float, Callable[[], None]], object]) -> None:
         self.paths = paths
         self.containers = containers
         self.store = NetworkStore(paths)
@@ -64,6 +69,8 @@ class NetworkManager:
         self._nft: Nft | None = None
         self._rules = ""  # the last ruleset applied
         self.joined: dict[str, set[str]] = {}  # cid → containers in its netns (container:)
+        self.idle: dict[str, tuple[NetworkRecord, float]] = {}  # kept bridges, by network
+        self.call_later = call_later
 
     @property
     def netlink(self) -> Netlink:
@@ -131,7 +138,7 @@ class NetworkManager:
             hostname=config.hostname, ifname=ifname,
             aliases=(aliases if aliases is not None else config.network_aliases)
             if user_net else [])
-        if len(record.endpoints) == 1:
+        if len(record.endpoints) == 1 and self.idle.pop(name, None) is None:
             self._rules = ""  # the bridge is new: its rules must go in
             self.netlink.bridges.pop(record.bridge, None)  # and it is checked, not assumed
         bridge = self.netlink.ensure_bridge(record)
@@ -178,7 +185,25 @@ class NetworkManager:
             self.netlink.delete_link(ep.host_ifname)
         after = self.store.release(record.name, ep.container_id)
         if after is not None and not after.endpoints:
-            self.netlink.delete_link(record.bridge)
+            self.idle[record.name] = (after, time.monotonic())
+            self.call_later(IDLE_BRIDGE_SECONDS + 0.1, self.reap_idle)
+
+    def reap_idle(self, *, everything: bool = False) -> None:
+        """Remove the bridges (and their rules) no container has used for a while."""
+        now = time.monotonic()
+        gone = False
+        for name, (record, since) in list(self.idle.items()):
+            if everything or now - since >= IDLE_BRIDGE_SECONDS:
+                del self.idle[name]
+                try:
+                    in_use = bool(self.store.get(name).endpoints)
+                except TuiboxError:  # removed meanwhile: its bridge goes all the same
+                    in_use = False
+                if not in_use:
+                    self.netlink.delete_link(record.bridge)
+                    gone = True
+        if gone:
+            self.sync()
 
     def sweep(self, running: set[str]) -> None:
         """After an adoption: free what containers that are gone still hold, and put
@@ -188,6 +213,11 @@ class NetworkManager:
                 mode = self.containers.config(cid).network_mode
                 if mode.startswith(CONTAINER_PREFIX):
                     self.joined.setdefault(mode[len(CONTAINER_PREFIX):], set()).add(cid)
+        now = time.monotonic()
+        for record in self.store.all():
+            if not record.endpoints and os.path.exists(f"/sys/class/net/{record.bridge}"):
+                self.idle[record.name] = (record, now)  # kept by a killed predecessor
+                self.call_later(IDLE_BRIDGE_SECONDS + 0.1, self.reap_idle)
         for record in self.store.active():
             for cid, ep in list(record.endpoints.items()):
                 if cid not in running:
@@ -205,7 +235,7 @@ class NetworkManager:
                             host_ip="" if binding.host_ip == "0.0.0.0" else binding.host_ip,
                             host_port=binding.host_port))
                         self.sockets.setdefault(cid, []).append(sock)
-        if self.store.active() or self._table_exists():
+        if self.store.active() or self.idle or self._table_exists():
             self._rules = ""
             self.sync()
 
@@ -266,6 +296,8 @@ class NetworkManager:
     def sync(self) -> None:
         """Make this root's nftables table match the records (no-op when it does)."""
         active = self.store.active()
+        names = {r.name for r in active}
+        active += [record for name, (record, _) in self.idle.items() if name not in names]
         nets = [BridgeNet(r.bridge, r.subnet, r.internal) for r in active]
         forwards = [Forward(b.proto, b.host_ip, b.host_port, ep.ip, b.container_port)
                     for r in active for ep in r.endpoints.values() for b in ep.ports]
@@ -302,6 +334,9 @@ class NetworkManager:
         rewrite_in_place(self.containers.dir(config.id) / "hosts", text)
 
     def close(self) -> None:
+        """The supervisor is going: no bridge, rule or held port stays behind."""
+        if self.idle:
+            self.reap_idle(everything=True)
         for held in self.sockets.values():
             for sock in held:
                 sock.close()

@@ -126,6 +126,10 @@ class NetworkStore:
                 records.insert(0, self._builtin_locked())
         return sorted(records, key=lambda r: (not r.builtin, r.name))
 
+    def all(self) -> builtins.list[NetworkRecord]:
+        """Every network record there is (the built-in one only once it was made)."""
+        return self._read_all()
+
     def errors(self) -> builtins.list[RecordError]:
         bad = []
         for path in sorted(self.dir.glob("*.json")) if self.dir.is_dir() else []:

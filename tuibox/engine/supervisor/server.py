@@ -67,7 +67,7 @@ class Supervisor(StdioMixin):
         self.stopping = False
         self.keeper_gone = False
         self.wake_r, self.wake_w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
-        self.network = NetworkManager(paths, self.store, log)
+        self.network = NetworkManager(paths, self.store, log, self.call_later)
 
     # ------------------------------------------------------------------ timers
 
@@ -332,20 +332,14 @@ class Supervisor(StdioMixin):
             run.writer.close()
             run.writer.remove_spool()
         self._keeper({"op": "drop", "cid": cid})
-        try:
-            # The namespace dies with the container and takes its veths along (unless
-            # another container joined it: detach() knows and deletes them itself).
-            self.network.detach(cid, netns_dying=True)
-        except TuiboxError as exc:
-            log(f"network tear-down of {cid[:12]}: {exc}")
         code = exit_code_of(run.status if run.status is not None else 255 << 8)
         oom = self.driver.counters(cgroup_rel(cid)).oom_kills > 0
         if self.driver.frozen(cgroup_rel(cid)):
             self.driver.thaw(cgroup_rel(cid))
-        self._remove_cgroup(cgroup_rel(cid))
         try:
             config = self.store.config(cid)
         except RecordError:
+            self._tear_down(cid)
             return
         ran_for = time.monotonic() - run.started
 
@@ -363,8 +357,11 @@ class Supervisor(StdioMixin):
         if oom:
             self.store.emit("oom", cid, config.name)
         self.store.emit("die", cid, config.name, exitCode=str(code))
+        # Attached clients (`run` in the foreground) hear the exit before the tear-down:
+        # nothing they can do next is served before it is finished anyway.
         for client in run.attached:
             client.reply({"exit": code}, last=True)
+        self._tear_down(cid)
         restart = self._should_restart(config, state, code)
         if restart:
             delay = self._next_backoff(cid, ran_for)
@@ -375,6 +372,16 @@ class Supervisor(StdioMixin):
             if config.auto_remove:
                 self.store.remove_files(cid)
                 self.store.emit("destroy", cid, config.name)
+
+    def _tear_down(self, cid: str) -> None:
+        """What belongs to a run and not to the container: its network and its cgroup."""
+        try:
+            # The namespace dies with the container and takes its veths along (unless
+            # another container joined it: detach() knows and deletes them itself).
+            self.network.detach(cid, netns_dying=True)
+        except TuiboxError as exc:
+            log(f"network tear-down of {cid[:12]}: {exc}")
+        self._remove_cgroup(cgroup_rel(cid))
 
     def _remove_cgroup(self, rel: str, attempt: int = 0) -> None:
         """Remove a container's cgroup; one the kernel still holds (a dying cgroup) is
@@ -646,6 +653,7 @@ class Supervisor(StdioMixin):
                 timeout = 0.05 if timeout is None else min(timeout, 0.05)
             for key, events in self.sel.select(timeout):
                 self._guard(functools.partial(self._dispatch, key, events))
+        self._guard(self.network.close)
 
     def _dispatch(self, key: selectors.SelectorKey, events: int) -> None:
         data = key.data
