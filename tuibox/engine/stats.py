@@ -84,7 +84,9 @@ class StatsSampler:
             limit = k.memory_limit
             if limit <= 0 or (self._host_memory and limit > self._host_memory):
                 limit = self._host_memory
-            rx, tx = (0, 0) if c.config.network_mode == "host" else net_bytes(c.state.pid)
+            # host: not the container's traffic; none: loopback only, which never counts
+            rx, tx = (0, 0) if c.config.network_mode in ("host", "none") \
+                else net_bytes(c.state.pid)
             samples[cid] = StatsSample(
                 id=cid, name=c.name, time_ns=now, cpu_percent=round(cpu_percent, 2),
                 cpu_usage_ns=k.cpu_ns, cpu_throttled_periods=k.throttled_periods,
