@@ -37,5 +37,6 @@ python3 -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else 1)' || {
 extra=""
 [ "${1:-}" = "--test" ] && extra="[test]"
 .venv/bin/python -m pip install -q --upgrade pip
-.venv/bin/python -m pip install -q -e ".$extra"
+# compat: a plain path entry, not an import hook (the hook costs every CLI start ~5 ms)
+.venv/bin/python -m pip install -q -e ".$extra" --config-settings editable_mode=compat
 ln -sf "$(pwd)/.venv/bin/tuibox" /usr/local/bin/tuibox

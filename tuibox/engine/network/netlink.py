@@ -133,6 +133,10 @@ class Netlink:
             if exc.code == errno.EEXIST:
                 raise SetupError("network", f"{ep.ifname} or {ep.host_ifname} already "
                                  f"exists") from None
+            if exc.code == errno.EXFULL:  # BR_MAX_PORTS: Docker's docker0 has the same limit
+                raise SetupError("network", f"network {net.name} is full: a Linux bridge "
+                                 f"takes at most 1023 containers; put more on another network "
+                                 f"(tuibox network create)") from None
             raise _netlink_error(f"cannot create veth {ep.host_ifname}", exc) from None
         try:
             idx = inner.link_lookup(ifname=ep.ifname)[0]
