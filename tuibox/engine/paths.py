@@ -6,7 +6,7 @@ import os
 from pathlib import Path
 
 try:  # the builtin module: hashlib would load OpenSSL, ~5 ms of every CLI start
-    from _sha256 import sha256
+    from _sha256 import sha256  # type: ignore[import-not-found,unused-ignore]
 except ImportError:  # another Python
     from hashlib import sha256
 
@@ -41,7 +41,7 @@ class StatePaths:
     @property
     def run(self) -> Path:
         """Runtime files (sockets, pid files) live on tmpfs, keyed by the root's path."""
-        key = sha256(str(self.root.resolve()).encode()).hexdigest()[:12]
+        key = str(sha256(str(self.root.resolve()).encode()).hexdigest())[:12]
         return RUNTIME_BASE / key
 
     @property
