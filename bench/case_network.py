@@ -113,8 +113,25 @@ def podman_network_works(podman: str, flags: str) -> bool:
     return proc.returncode == 0
 
 
+def nft_tables() -> set[str]:
+    out = subprocess.run(["nft", "list", "tables"], capture_output=True, text=True).stdout
+    return {line.removeprefix("table ").strip() for line in out.splitlines() if line.strip()}
+
+
+def drop_netavark_tables(before: set[str]) -> list[str]:
+    """podman's netavark leaves iptables(-nft) tables behind after its last container:
+    remove the ones that were not there before this case."""
+    dropped = []
+    for table in sorted(nft_tables() - before):
+        if table in ("ip nat", "ip filter", "ip6 nat", "ip6 filter"):
+            subprocess.run(["nft", "delete", "table", *table.split()], capture_output=True)
+            dropped.append(table)
+    return dropped
+
+
 def run(bench: Bench) -> CaseResult:
     result = CaseResult(NAME, TITLE)
+    tables_before = nft_tables()
     engine = bench.root("network")
     size = (8 if bench.smoke else 100) * len(CHUNK)
     try:
@@ -180,4 +197,7 @@ def run(bench: Bench) -> CaseResult:
             "it read everything.")
     finally:
         bench.release(engine)
+        dropped = drop_netavark_tables(tables_before)
+        if dropped:
+            result.notes.append(f"podman's netavark left {', '.join(dropped)} behind; removed")
     return result

@@ -354,3 +354,15 @@ def test_idle_bridge_is_reused_then_reaped(root: Path, busybox_archives: tuple[P
         for c in engine.list(all=True):
             engine.remove(c.id, force=True)
         engine.shutdown(force=True)
+
+
+def test_a_container_reaches_its_own_published_port_through_the_host(
+        engine: Engine, tmp_path: Path) -> None:
+    """Hairpin: out to the gateway, DNAT'd back in by the port it left from."""
+    port = free_port()
+    cid = web(engine, tmp_path, publish=[f"{port}:80"])
+    gateway = engine.get(cid).state.network.networks["bridge"].gateway
+    assert http_get(f"http://127.0.0.1:{port}/") == "hello from the container"  # it is up
+    plan_code, out, _ = sh(engine, f"timeout 5 wget -q -O - http://{gateway}:{port}/; exit $?",
+                           network=f"container:{cid}")
+    assert (plan_code, out) == (0, "hello from the container")

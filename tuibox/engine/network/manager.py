@@ -191,7 +191,7 @@ class NetworkManager:
     def reap_idle(self, *, everything: bool = False) -> None:
         """Remove the bridges (and their rules) no container has used for a while."""
         now = time.monotonic()
-        gone = False
+        gone: list[str] = []
         for name, (record, since) in list(self.idle.items()):
             if everything or now - since >= IDLE_BRIDGE_SECONDS:
                 del self.idle[name]
@@ -200,10 +200,11 @@ class NetworkManager:
                 except TuiboxError:  # removed meanwhile: its bridge goes all the same
                     in_use = False
                 if not in_use:
-                    self.netlink.delete_link(record.bridge)
-                    gone = True
+                    gone.append(record.bridge)
         if gone:
-            self.sync()
+            self.sync()  # the rules naming a bridge go before the bridge does
+            for bridge in gone:
+                self.netlink.delete_link(bridge)
 
     def sweep(self, running: set[str]) -> None:
         """After an adoption: free what containers that are gone still hold, and put

@@ -138,6 +138,11 @@ class Netlink:
                                  f"takes at most 1023 containers; put more on another network "
                                  f"(tuibox network create)") from None
             raise _netlink_error(f"cannot create veth {ep.host_ifname}", exc) from None
+        # A container reaching its own published port through the host comes back in by
+        # the port it left from: the bridge sends it there only in hairpin mode (it
+        # matters once br_netfilter is loaded, as Docker and podman load it).
+        with contextlib.suppress(OSError):
+            Path(f"/sys/class/net/{ep.host_ifname}/brport/hairpin_mode").write_text("1")
         try:
             idx = inner.link_lookup(ifname=ep.ifname)[0]
             inner.addr("add", index=idx, address=ep.ip, prefixlen=ep.prefix_len)
