@@ -25,7 +25,7 @@ from typing import NoReturn
 from ..errors import SetupError
 from . import _libc, capabilities
 from .init import StepFailed, _lookup, _step, step_value
-from .seccomp import available as seccomp_available
+from .seccomp import compiled as seccomp_compiled
 from .seccomp import load_default_filter
 from .users import resolve_user
 
@@ -163,8 +163,11 @@ def _helper(plan: ExecPlan, err_fd: int, sock: socket.socket | None) -> NoReturn
 def start_exec(plan: ExecPlan) -> ExecProcess:
     """Fork the helper from this (single-threaded) process; raise ``SetupError`` if the
     command could not start.  The caller waits for ``helper``."""
-    if plan.seccomp and not plan.privileged and not seccomp_available():
-        raise SetupError("seccomp", "libseccomp is not installed (Debian: libseccomp2)")
+    if plan.seccomp and not plan.privileged:
+        try:
+            seccomp_compiled()  # before the fork and the setns: the helper only loads it
+        except OSError as exc:
+            raise SetupError("seccomp", str(exc)) from None
     err_r, err_w = os.pipe2(os.O_CLOEXEC)
     ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET) if plan.tty \
         else (None, None)

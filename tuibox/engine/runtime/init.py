@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import NoReturn, TypeVar
 
 from . import _libc, capabilities
-from .seccomp import available as seccomp_available
+from .seccomp import compiled as seccomp_compiled
 from .seccomp import load_default_filter
 from .users import resolve_user
 
@@ -339,8 +339,9 @@ def container_init(plan: InitPlan, err_fd: int) -> NoReturn:
 def _run(plan: InitPlan, err_fd: int) -> None:
     rootfs = plan.container_dir / "rootfs"
     if plan.seccomp:
-        # dlopen libseccomp while the host's libraries are still what "/" shows.
-        _step("seccomp", lambda: None if seccomp_available() else load_default_filter())
+        # Compiled while the host's libraries are still what "/" shows (the supervisor
+        # normally did it before forking; then this is a cache hit).
+        _step("seccomp", lambda: None if seccomp_compiled() else None)
     _step("mount propagation",
           lambda: _libc.mount(None, "/", None, _libc.MS_REC | _libc.MS_PRIVATE))
     _step("mount rootfs", lambda: mount_overlay(plan.layer_dirs, plan.container_dir))

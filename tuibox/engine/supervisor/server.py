@@ -759,6 +759,7 @@ def run(root: str, listen_fd: int, ctl_fd: int) -> None:
     raise_nofile_limit()
     from ..runtime import seccomp
 
-    seccomp.available()  # load libseccomp once, before any fork
+    if seccomp.available():  # load libseccomp and compile the filter once, before any fork
+        seccomp.compiled()
     gc.freeze()  # forked containers then share the interpreter's pages copy-on-write
     Supervisor(paths, listen, ctl).serve()
