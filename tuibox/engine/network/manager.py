@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING
 
 from ..containers import ContainerStore
 from ..errors import ContainerNotFound, RecordError, SetupError, TuiboxError
-from ..models import ContainerConfig, ContainerNetwork, NetworkSettings
+from ..models import ContainerConfig, ContainerNetwork, NetworkSettings, PortSpec
 from ..paths import StatePaths
 from .etcfiles import hosts_file, rewrite_in_place
 from .models import Endpoint, NetworkRecord
@@ -29,6 +29,8 @@ from .ports import reserve
 from .store import BUILTIN, NetworkStore
 
 if TYPE_CHECKING:
+    from pyroute2 import IPRoute
+
     from .netlink import Netlink
 
 CONTAINER_PREFIX = "container:"
@@ -100,7 +102,7 @@ class NetworkManager:
             att.close()
             self.detach(config.id)
             raise
-        self._refresh_peers(config.id, [name for name in config.networks])
+        self._refresh_peers(config.id, list(config.networks))
         return att
 
     def _join(self, config: ContainerConfig, ref: str) -> Attachment:
@@ -117,7 +119,10 @@ class NetworkManager:
             raise SetupError("network", f"cannot open the network namespace of {ref}: "
                              f"{exc.strerror}") from None
         self.joined.setdefault(target.id, set()).add(config.id)
-        return Attachment(ns_fd=fd, settings=target.state.network, shared_from=target.id)
+        # Its addresses are the other's; its published ports stay the other's (Docker's
+        # `ps` shows them on one container only).
+        settings = NetworkSettings(networks=dict(target.state.network.networks))
+        return Attachment(ns_fd=fd, settings=settings, shared_from=target.id)
 
     def _connect_all(self, config: ContainerConfig, att: Attachment) -> None:
         inner = self.netlink.inside(att.ns_fd)
@@ -129,7 +134,7 @@ class NetworkManager:
             inner.close()
         att.peers = self._peers_of(config.id)
 
-    def _connect_one(self, config: ContainerConfig, name: str, ns_fd: int, inner: object,
+    def _connect_one(self, config: ContainerConfig, name: str, ns_fd: int, inner: IPRoute,
                      ifname: str, *, default_route: bool, settings: NetworkSettings,
                      own: list[Endpoint], aliases: list[str] | None = None) -> None:
         user_net = name != BUILTIN
@@ -142,7 +147,7 @@ class NetworkManager:
             self._rules = ""  # the bridge is new: its rules must go in
             self.netlink.bridges.pop(record.bridge, None)  # and it is checked, not assumed
         bridge = self.netlink.ensure_bridge(record)
-        self.netlink.add_endpoint(ns_fd, inner, bridge, record, ep,  # type: ignore[arg-type]
+        self.netlink.add_endpoint(ns_fd, inner, bridge, record, ep,
                                   default_route=default_route)
         own.append(ep)
         settings.networks[name] = ContainerNetwork(
@@ -229,8 +234,6 @@ class NetworkManager:
             for _, ep in self.store.endpoints_of(cid):
                 for binding in ep.ports:
                     with contextlib.suppress(SetupError):
-                        from ..models import PortSpec
-
                         sock, _ = reserve(PortSpec(
                             container_port=binding.container_port, proto=binding.proto,
                             host_ip="" if binding.host_ip == "0.0.0.0" else binding.host_ip,

@@ -26,8 +26,8 @@ from pathlib import Path
 from typing import NoReturn, TypeVar
 
 from . import _libc, capabilities
-from .seccomp import compiled as seccomp_compiled
 from .seccomp import load_default_filter
+from .seccomp import prepare as seccomp_prepare
 from .users import resolve_user
 
 T = TypeVar("T")
@@ -341,7 +341,7 @@ def _run(plan: InitPlan, err_fd: int) -> None:
     if plan.seccomp:
         # Compiled while the host's libraries are still what "/" shows (the supervisor
         # normally did it before forking; then this is a cache hit).
-        _step("seccomp", lambda: None if seccomp_compiled() else None)
+        _step("seccomp", seccomp_prepare)
     _step("mount propagation",
           lambda: _libc.mount(None, "/", None, _libc.MS_REC | _libc.MS_PRIVATE))
     _step("mount rootfs", lambda: mount_overlay(plan.layer_dirs, plan.container_dir))

@@ -118,6 +118,11 @@ def compiled() -> bytes:
         lib.seccomp_release(ctx)
 
 
+def prepare() -> None:
+    """Compile the filter now (a no-op after the first time); OSError if it cannot be."""
+    compiled()
+
+
 class _SockFprog(ctypes.Structure):
     _fields_ = [("len", ctypes.c_ushort), ("filter", ctypes.c_void_p)]
 
