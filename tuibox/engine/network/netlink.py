@@ -122,7 +122,7 @@ class Netlink:
                      ep: Endpoint, *, default_route: bool) -> None:
         """A veth pair: the host end up on the bridge, the other end ``ep.ifname`` in the
         container's namespace with its address, MAC and (on the first network) route.
-        Five netlink round trips: the pair is born named, addressed and enslaved."""
+        Five netlink round trips: the pair is born named, with its MAC, enslaved and up."""
         mtu = net.mtu or self.mtu(bridge_index)
         try:
             self.ipr.link("add", ifname=ep.host_ifname, kind="veth", mtu=mtu,
