@@ -366,3 +366,17 @@ def test_a_container_reaches_its_own_published_port_through_the_host(
     plan_code, out, _ = sh(engine, f"timeout 5 wget -q -O - http://{gateway}:{port}/; exit $?",
                            network=f"container:{cid}")
     assert (plan_code, out) == (0, "hello from the container")
+
+
+def test_a_container_failing_at_start_gives_its_network_back(engine: Engine) -> None:
+    port = free_port()
+    before = links()
+    with pytest.raises(SetupError, match="user"):
+        engine.run(RunOptions(image="busybox", command=["true"], user="nosuchuser",
+                              publish=[f"{port}:80"]))
+    assert not [name for name in links() - before if name.startswith("veth")]
+    assert engine.networks.get("bridge").endpoints == {}
+    with socket.socket() as s:
+        s.bind(("0.0.0.0", port))  # the host port is free again
+    ok = engine.run(RunOptions(image="busybox", command=["sleep", "1d"], publish=[f"{port}:80"]))
+    assert engine.get(ok.id).state.network.networks["bridge"].ip.endswith(".2")
