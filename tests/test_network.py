@@ -380,3 +380,31 @@ def test_a_container_failing_at_start_gives_its_network_back(engine: Engine) -> 
         s.bind(("0.0.0.0", port))  # the host port is free again
     ok = engine.run(RunOptions(image="busybox", command=["sleep", "1d"], publish=[f"{port}:80"]))
     assert engine.get(ok.id).state.network.networks["bridge"].ip.endswith(".2")
+
+
+def test_resolv_conf_follows_docker_rules(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Loopback resolvers are dropped; behind systemd-resolved's stub the real upstream
+    servers are used; with none left, Docker's public fallback; --dns replaces."""
+    from datetime import UTC, datetime
+
+    from tuibox.engine.models import ContainerConfig, ProcessSpec
+    from tuibox.engine.network import etcfiles
+
+    host, upstream = tmp_path / "resolv.conf", tmp_path / "upstream.conf"
+    monkeypatch.setattr(etcfiles, "HOST_RESOLV", host)
+    monkeypatch.setattr(etcfiles, "RESOLVED_UPSTREAM", upstream)
+    config = ContainerConfig(id="c", name="n", created=datetime.now(UTC), image="i",
+                             image_id="i", process=ProcessSpec(args=["sh"], env=[]),
+                             hostname="h")
+    host.write_text("nameserver 127.0.0.53\nsearch corp.example\noptions edns0\n")
+    upstream.write_text("nameserver 10.1.1.1\nnameserver 10.1.1.2\n")
+    assert etcfiles.resolv_conf(config) == ("nameserver 10.1.1.1\nnameserver 10.1.1.2\n"
+                                            "search corp.example\noptions edns0\n")
+    upstream.unlink()
+    assert etcfiles.resolv_conf(config).startswith("nameserver 8.8.8.8\nnameserver 8.8.4.4\n")
+    host.write_text("nameserver 127.0.0.1\nnameserver 10.9.9.9\n")
+    assert etcfiles.resolv_conf(config) == "nameserver 10.9.9.9\n"
+    config.dns = ["10.0.0.53"]
+    assert etcfiles.resolv_conf(config) == "nameserver 10.0.0.53\n"
+    config.dns, config.network_mode = [], "host"
+    assert etcfiles.resolv_conf(config) == host.read_text()  # the host's, as it is

@@ -20,6 +20,14 @@ LOCALHOST = ["127.0.0.1\tlocalhost", "::1\tlocalhost ip6-localhost ip6-loopback"
              "ff02::2\tip6-allrouters"]
 # Docker's fallback when the host has no resolver a container could reach.
 FALLBACK_DNS = ["8.8.8.8", "8.8.4.4"]
+# With systemd-resolved the host's resolv.conf names only its 127.0.0.53 stub; the real
+# upstream servers are here (Docker reads the same file).
+RESOLVED_UPSTREAM = Path("/run/systemd/resolve/resolv.conf")
+HOST_RESOLV = Path("/etc/resolv.conf")
+
+
+def _is_loopback(server: str) -> bool:
+    return server.startswith("127.") or server == "::1"
 
 
 def hosts_file(config: ContainerConfig, own: list[Endpoint], peers: list[Endpoint]) -> str:
@@ -50,7 +58,7 @@ def hosts_file(config: ContainerConfig, own: list[Endpoint], peers: list[Endpoin
 
 def resolv_conf(config: ContainerConfig) -> str:
     try:
-        host = Path("/etc/resolv.conf").read_text().splitlines()
+        host = HOST_RESOLV.read_text().splitlines()
     except OSError:
         host = []
     if config.network_mode == "host" and not (config.dns or config.dns_search
@@ -61,7 +69,11 @@ def resolv_conf(config: ContainerConfig) -> str:
     options = next((ln.split()[1:] for ln in host if ln.startswith("options")), [])
     if config.network_mode != "host":
         # Loopback resolvers mean nothing inside another netns (Docker drops them too).
-        servers = [s for s in servers if not (s.startswith("127.") or s == "::1")]
+        if servers and all(_is_loopback(s) for s in servers):
+            with contextlib.suppress(OSError):
+                servers = [ln.split()[1] for ln in RESOLVED_UPSTREAM.read_text().splitlines()
+                           if ln.startswith("nameserver") and len(ln.split()) > 1]
+        servers = [s for s in servers if not _is_loopback(s)]
         if not servers and config.network_mode != "none":
             servers = list(FALLBACK_DNS)
     servers = config.dns or servers
