@@ -214,7 +214,10 @@ class Supervisor(StdioMixin):
         except TuiboxError as exc:
             if net is not None:
                 net.close()
-            self.network.detach(cid)
+            try:
+                self.network.detach(cid)
+            except TuiboxError as undo:  # the first error is the one the user needs
+                log(f"network clean-up of {cid[:12]} after a failed start: {undo}")
             self.driver.remove(rel)
             error = exc if isinstance(exc, SetupError) else SetupError("network", exc.message)
 
@@ -506,11 +509,6 @@ class Supervisor(StdioMixin):
                 self.store.emit("destroy", config.id, config.name)
             raise
 
-
-
-
-
-
     def op_connect(self, client: Client, msg: dict[str, Any]) -> None:
         cid = msg["id"]
         run = self.running.get(cid)
@@ -518,8 +516,11 @@ class Supervisor(StdioMixin):
             raise TuiboxError(f"container {cid[:12]} is not running")
         config = self.store.config(cid)
         joined = self.network.connect(config, run.pid, msg["network"], list(msg["aliases"]))
-        self.store.update_state(cid, lambda st: st.network.networks.__setitem__(
-            msg["network"], joined))
+
+        def added(st: ContainerState) -> None:
+            st.network.networks[msg["network"]] = joined
+
+        self.store.update_state(cid, added)
         client.reply({"ok": True}, last=True)
 
     def op_disconnect(self, client: Client, msg: dict[str, Any]) -> None:
@@ -527,6 +528,7 @@ class Supervisor(StdioMixin):
         if cid not in self.running:
             raise TuiboxError(f"container {cid[:12]} is not running")
         self.network.disconnect(self.store.config(cid), msg["network"])
+
         def dropped(st: ContainerState) -> None:
             st.network.networks.pop(msg["network"], None)
 
