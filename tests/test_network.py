@@ -408,3 +408,20 @@ def test_resolv_conf_follows_docker_rules(tmp_path: Path, monkeypatch: pytest.Mo
     assert etcfiles.resolv_conf(config) == "nameserver 10.0.0.53\n"
     config.dns, config.network_mode = [], "host"
     assert etcfiles.resolv_conf(config) == host.read_text()  # the host's, as it is
+
+
+def test_idle_container_on_the_bridge_has_no_traffic(engine: Engine) -> None:
+    """IPv4 only, as Docker's default: no IPv6 link-local chatter (router solicitations,
+    MLD) counted as traffic, on either end of the veth."""
+    c = engine.run(RunOptions(image="busybox", command=["sleep", "1d"]))
+    pid = engine.get(c.id).state.pid
+    assert Path(f"/proc/{pid}/net/if_inet6").read_text().split()[-1] == "lo"  # ::1 only
+    veth = engine.networks.get("bridge").endpoints[c.id].host_ifname
+    assert Path(f"/proc/sys/net/ipv6/conf/{veth}/disable_ipv6").read_text().strip() == "1"
+    time.sleep(1)
+    first = engine.stats([c.id])[c.id]
+    time.sleep(4)  # IPv6 would have solicited a router by now
+    later = engine.stats([c.id])[c.id]
+    # (the host's own IGMP reports when the port joined may have arrived: a few bytes once)
+    assert (later.net_rx, later.net_tx) == (first.net_rx, first.net_tx)
+    assert later.net_tx == 0 and later.net_rx < 512

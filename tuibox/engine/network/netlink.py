@@ -30,6 +30,11 @@ def _sysctl(path: Path, value: str) -> None:
         raise SetupError("network", f"cannot set {path}: {exc.strerror}") from None
 
 
+def _no_ipv6(ifname: str) -> None:
+    with contextlib.suppress(OSError):  # a kernel without IPv6 has nothing to turn off
+        (SYSCTL.parent / "ipv6" / "conf" / ifname / "disable_ipv6").write_text("1")
+
+
 def _netlink_error(what: str, exc: NetlinkError) -> SetupError:
     return SetupError("network", f"{what}: {os.strerror(exc.code)}", errno=exc.code)
 
@@ -53,6 +58,9 @@ class Netlink:
         """A new network namespace, held by the returned fd (O_CLOEXEC)."""
         _libc.unshare(_libc.CLONE_NEWNET)
         try:
+            # No IPv6 on the interfaces to come (tuibox networks are IPv4, as Docker's are
+            # by default): no link-local chatter showing up as traffic in stats.
+            _no_ipv6("default")
             return os.open("/proc/self/ns/net", os.O_RDONLY | os.O_CLOEXEC)
         finally:
             _libc.setns(self.host_ns, _libc.CLONE_NEWNET)
@@ -89,6 +97,7 @@ class Netlink:
         try:
             if index is None:
                 self.ipr.link("add", ifname=net.bridge, kind="bridge")
+                _no_ipv6(net.bridge)
                 index = self.index(net.bridge)
                 assert index is not None
                 self.ipr.link("set", index=index, mtu=net.mtu or self.default_mtu())
@@ -122,11 +131,11 @@ class Netlink:
                      ep: Endpoint, *, default_route: bool) -> None:
         """A veth pair: the host end up on the bridge, the other end ``ep.ifname`` in the
         container's namespace with its address, MAC and (on the first network) route.
-        Five netlink round trips: the pair is born named, with its MAC, enslaved and up."""
+        Six netlink round trips: the pair is born named, with its MAC and enslaved."""
         mtu = net.mtu or self.mtu(bridge_index)
         try:
             self.ipr.link("add", ifname=ep.host_ifname, kind="veth", mtu=mtu,
-                          master=bridge_index, state="up",
+                          master=bridge_index,
                           peer={"ifname": ep.ifname, "net_ns_fd": ns_fd, "address": ep.mac,
                                 "mtu": mtu})
         except NetlinkError as exc:
@@ -138,12 +147,14 @@ class Netlink:
                                  f"takes at most 1023 containers; put more on another network "
                                  f"(tuibox network create)") from None
             raise _netlink_error(f"cannot create veth {ep.host_ifname}", exc) from None
+        _no_ipv6(ep.host_ifname)  # before it is up: not even one IPv6 packet gets out
         # A container reaching its own published port through the host comes back in by
         # the port it left from: the bridge sends it there only in hairpin mode (it
         # matters once br_netfilter is loaded, as Docker and podman load it).
         with contextlib.suppress(OSError):
             Path(f"/sys/class/net/{ep.host_ifname}/brport/hairpin_mode").write_text("1")
         try:
+            self.ipr.link("set", ifname=ep.host_ifname, state="up")
             idx = inner.link_lookup(ifname=ep.ifname)[0]
             inner.addr("add", index=idx, address=ep.ip, prefixlen=ep.prefix_len)
             inner.link("set", index=idx, state="up")
