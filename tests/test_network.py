@@ -425,3 +425,19 @@ def test_idle_container_on_the_bridge_has_no_traffic(engine: Engine) -> None:
     # (the host's own IGMP reports when the port joined may have arrived: a few bytes once)
     assert (later.net_rx, later.net_tx) == (first.net_rx, first.net_tx)
     assert later.net_tx == 0 and later.net_rx < 512
+
+
+def test_fixed_ip_on_a_user_network(engine: Engine) -> None:
+    engine.network_create("fixed", subnet="10.89.5.0/24")
+    c = engine.run(RunOptions(image="busybox", command=["sleep", "1d"], network="fixed",
+                              ip="10.89.5.50"))
+    assert engine.get(c.id).state.network.networks["fixed"].ip == "10.89.5.50"
+    code, out, _ = sh(engine, "ip -4 addr show eth0", network="fixed")  # next one: lowest free
+    assert "10.89.5.2/24" in out
+    with pytest.raises(SetupError, match=r"10\.89\.5\.50 is already in use"):
+        engine.run(RunOptions(image="busybox", command=["true"], network="fixed",
+                              ip="10.89.5.50"))
+    with pytest.raises(InvalidArgument, match="user defined networks only"):
+        engine.create(RunOptions(image="busybox", ip="10.87.0.9"))
+    with pytest.raises(InvalidArgument, match="not in network fixed"):
+        engine.create(RunOptions(image="busybox", network="fixed", ip="10.1.2.3"))

@@ -61,6 +61,7 @@ def _run_flags(p: argparse.ArgumentParser) -> None:
                    help="publish every EXPOSEd port to a free host port")
     p.add_argument("--network-alias", "--net-alias", action="append", default=[],
                    help="another name for the container on a user network")
+    p.add_argument("--ip", help="a fixed IPv4 address on a user network")
     p.add_argument("--dns", action="append", default=[], help="a DNS server to use")
     p.add_argument("--dns-search", action="append", default=[], help="a DNS search domain")
     p.add_argument("--dns-option", "--dns-opt", action="append", default=[],

@@ -187,6 +187,7 @@ class ContainerConfig(Record):
     networks: list[str] = Field(default_factory=list)  # bridge networks, in attach order
     ports: list[PortSpec] = Field(default_factory=list)  # -p / -P
     network_aliases: list[str] = Field(default_factory=list)
+    ip: str = ""  # --ip: a fixed address on the first network (user networks only)
     dns: list[str] = Field(default_factory=list)
     dns_search: list[str] = Field(default_factory=list)
     dns_options: list[str] = Field(default_factory=list)
@@ -288,6 +289,7 @@ class RunOptions(Record):
     publish: list[str] = Field(default_factory=list)  # -p [ip:][hostPort:]containerPort[/proto]
     publish_all: bool = False  # -P
     network_aliases: list[str] = Field(default_factory=list)
+    ip: str | None = None  # --ip
     dns: list[str] = Field(default_factory=list)
     dns_search: list[str] = Field(default_factory=list)
     dns_options: list[str] = Field(default_factory=list)

@@ -129,18 +129,20 @@ class NetworkManager:
         try:
             for i, name in enumerate(config.networks):
                 self._connect_one(config, name, att.ns_fd, inner, f"eth{i}",
-                                  default_route=i == 0, settings=att.settings, own=att.own)
+                                  default_route=i == 0, settings=att.settings, own=att.own,
+                                  wanted=config.ip if i == 0 else "")
         finally:
             inner.close()
         att.peers = self._peers_of(config.id)
 
     def _connect_one(self, config: ContainerConfig, name: str, ns_fd: int, inner: IPRoute,
                      ifname: str, *, default_route: bool, settings: NetworkSettings,
-                     own: list[Endpoint], aliases: list[str] | None = None) -> None:
+                     own: list[Endpoint], aliases: list[str] | None = None,
+                     wanted: str = "") -> None:
         user_net = name != BUILTIN
         record, ep = self.store.allocate(
             name, container_id=config.id, container_name=config.name,
-            hostname=config.hostname, ifname=ifname,
+            hostname=config.hostname, ifname=ifname, wanted=wanted,
             aliases=(aliases if aliases is not None else config.network_aliases)
             if user_net else [])
         if len(record.endpoints) == 1 and self.idle.pop(name, None) is None:

@@ -35,6 +35,8 @@ def network_config(opts: RunOptions, image: ImageConfig, networks: NetworkStore,
         except ValueError:
             raise InvalidArgument(f"invalid --dns {server!r}: not an IP address") from None
     if mode in ("none", "host") or mode.startswith(CONTAINER_PREFIX):
+        if opts.ip:
+            raise InvalidArgument(f"--ip needs a user defined network, not --network {mode}")
         if opts.network_aliases:
             raise InvalidArgument("network-scoped aliases are supported only for containers "
                                   "in user defined networks")
@@ -60,6 +62,17 @@ def network_config(opts: RunOptions, image: ImageConfig, networks: NetworkStore,
     if record.builtin and opts.network_aliases:
         raise InvalidArgument("network-scoped aliases are supported only for containers in "
                               "user defined networks")
+    if opts.ip:
+        if record.builtin:  # Docker's rule: the default bridge hands out addresses itself
+            raise InvalidArgument("user specified IP address is supported on user defined "
+                                  "networks only")
+        try:
+            ip = ipaddress.IPv4Address(opts.ip)
+        except ValueError:
+            raise InvalidArgument(f"invalid --ip {opts.ip!r}: not an IPv4 address") from None
+        if ip not in ipaddress.IPv4Network(record.subnet):
+            raise InvalidArgument(f"--ip {ip} is not in network {record.name}'s subnet "
+                                  f"{record.subnet}")
     return NetworkConfig(mode=record.name, networks=[record.name], ports=ports,
                          extra_hosts=extra_hosts)
 

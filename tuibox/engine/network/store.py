@@ -231,8 +231,9 @@ class NetworkStore:
         raise Conflict("no free address range left for a network: give one with --subnet")
 
     def allocate(self, name: str, *, container_id: str, container_name: str, hostname: str,
-                 aliases: builtins.list[str], ifname: str) -> tuple[NetworkRecord, Endpoint]:
-        """Give the container the lowest free address on the network."""
+                 aliases: builtins.list[str], ifname: str,
+                 wanted: str = "") -> tuple[NetworkRecord, Endpoint]:
+        """Give the container the lowest free address on the network, or ``wanted``."""
         with self._lock():
             if name == BUILTIN:
                 self._builtin_locked()
@@ -245,9 +246,19 @@ class NetworkStore:
                 net = ipaddress.IPv4Network(record.subnet)
                 used = {e.ip for e in record.endpoints.values() if e.container_id != container_id}
                 used.add(record.gateway)
-                ip = next((h for h in net.hosts() if str(h) not in used), None)
-                if ip is None:
-                    raise Conflict(f"no free address left on network {name} ({record.subnet})")
+                if wanted:
+                    ip = ipaddress.IPv4Address(wanted)
+                    if ip not in net or ip in (net.network_address, net.broadcast_address):
+                        raise Conflict(f"--ip {wanted} is not a host address of network "
+                                       f"{name} ({record.subnet})")
+                    if wanted in used:
+                        raise Conflict(f"address {wanted} is already in use on network {name}")
+                else:
+                    found = next((h for h in net.hosts() if str(h) not in used), None)
+                    if found is None:
+                        raise Conflict(f"no free address left on network {name} "
+                                       f"({record.subnet})")
+                    ip = found
                 endpoint = Endpoint(container_id=container_id, container_name=container_name,
                                     hostname=hostname, ip=str(ip), prefix_len=net.prefixlen,
                                     gateway=record.gateway, mac=mac_for(ip),
