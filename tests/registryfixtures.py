@@ -149,6 +149,19 @@ def _b64url(data: bytes) -> str:
     return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
 
 
+def _serve_in_thread(host: str, handler: type[BaseHTTPRequestHandler]) -> ThreadingHTTPServer:
+    """An HTTP server on ``host`` and a free port, answering from a daemon thread."""
+    server = ThreadingHTTPServer((host, 0), handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    return server
+
+
+def _shut(server: ThreadingHTTPServer | None) -> None:
+    if server is not None:
+        server.shutdown()
+        server.server_close()
+
+
 @dataclass
 class TokenServer:
     """Docker's token protocol: ``GET /token?service=…&scope=…``, Basic creds optional."""
@@ -221,14 +234,11 @@ class TokenServer:
                 self.end_headers()
                 self.wfile.write(body)
 
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+        self.server = _serve_in_thread("127.0.0.1", Handler)
         return self
 
     def stop(self) -> None:
-        if self.server is not None:
-            self.server.shutdown()
-            self.server.server_close()
+        _shut(self.server)
 
 
 def token_keypair(work: Path) -> tuple[bytes, bytes, Path]:
@@ -314,14 +324,11 @@ class BlobCDN:
             def do_HEAD(self) -> None:
                 self._serve(head=True)
 
-        self.server = ThreadingHTTPServer(("127.0.0.2", 0), Handler)
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+        self.server = _serve_in_thread("127.0.0.2", Handler)
         return self
 
     def stop(self) -> None:
-        if self.server is not None:
-            self.server.shutdown()
-            self.server.server_close()
+        _shut(self.server)
 
 
 

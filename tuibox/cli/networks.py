@@ -12,13 +12,7 @@ from .format import render_rows, render_template
 
 if TYPE_CHECKING:
     from ..engine import Engine
-    from ..engine.models import PortBinding
     from ..engine.network.models import NetworkRecord
-
-
-def ports_text(ports: list[PortBinding]) -> str:
-    """``docker ps``'s PORTS column: ``0.0.0.0:8080->80/tcp, …``."""
-    return ", ".join(str(p) for p in ports)
 
 
 def network_json(engine: Engine, record: NetworkRecord) -> dict[str, Any]:

@@ -74,16 +74,10 @@ def _cells(row: _Row, columns: list[str], marked: bool, now: datetime) -> list[C
         elif col == "pids":
             out.append(Cell(str(s.pids) if s and running else "-",
                             s.pids if s and running else -1, cid))
-        elif col == "net":
+        elif col in ("net", "block"):
             if s and running:
-                out.append(Cell(f"{human_bytes(s.net_rx)} / {human_bytes(s.net_tx)}",
-                                s.net_rx + s.net_tx, cid))
-            else:
-                out.append(Cell("-", -1, cid))
-        elif col == "block":
-            if s and running:
-                out.append(Cell(f"{human_bytes(s.block_read)} / {human_bytes(s.block_write)}",
-                                s.block_read + s.block_write, cid))
+                a, b = (s.net_rx, s.net_tx) if col == "net" else (s.block_read, s.block_write)
+                out.append(Cell(f"{human_bytes(a)} / {human_bytes(b)}", a + b, cid))
             else:
                 out.append(Cell("-", -1, cid))
         elif col == "uptime":

@@ -26,6 +26,10 @@ RESOLVED_UPSTREAM = Path("/run/systemd/resolve/resolv.conf")
 HOST_RESOLV = Path("/etc/resolv.conf")
 
 
+def _nameservers(lines: list[str]) -> list[str]:
+    return [ln.split()[1] for ln in lines if ln.startswith("nameserver") and len(ln.split()) > 1]
+
+
 def _is_loopback(server: str) -> bool:
     return server.startswith("127.") or server == "::1"
 
@@ -64,15 +68,14 @@ def resolv_conf(config: ContainerConfig) -> str:
     if config.network_mode == "host" and not (config.dns or config.dns_search
                                               or config.dns_options):
         return "\n".join(host) + ("\n" if host else "")
-    servers = [ln.split()[1] for ln in host if ln.startswith("nameserver") and len(ln.split()) > 1]
+    servers = _nameservers(host)
     search = next((ln.split()[1:] for ln in host if ln.startswith("search")), [])
     options = next((ln.split()[1:] for ln in host if ln.startswith("options")), [])
     if config.network_mode != "host":
         # Loopback resolvers mean nothing inside another netns (Docker drops them too).
         if servers and all(_is_loopback(s) for s in servers):
             with contextlib.suppress(OSError):
-                servers = [ln.split()[1] for ln in RESOLVED_UPSTREAM.read_text().splitlines()
-                           if ln.startswith("nameserver") and len(ln.split()) > 1]
+                servers = _nameservers(RESOLVED_UPSTREAM.read_text().splitlines())
         servers = [s for s in servers if not _is_loopback(s)]
         if not servers and config.network_mode != "none":
             servers = list(FALLBACK_DNS)

@@ -221,36 +221,29 @@ class NetworkManager:
                 mode = self.containers.config(cid).network_mode
                 if mode.startswith(CONTAINER_PREFIX):
                     self.joined.setdefault(mode[len(CONTAINER_PREFIX):], set()).add(cid)
+        records = self.store.all()
+        if not records:
+            return  # this root never had a network: no bridge, rule or port to mind
         now = time.monotonic()
-        for record in self.store.all():
+        for record in records:
             if not record.endpoints and os.path.exists(f"/sys/class/net/{record.bridge}"):
                 self.idle[record.name] = (record, now)  # kept by a killed predecessor
                 self.call_later(IDLE_BRIDGE_SECONDS + 0.1, self.reap_idle)
-        for record in self.store.active():
             for cid, ep in list(record.endpoints.items()):
                 if cid not in running:
                     self.log(f"releasing {ep.ip} on {record.name}: container {cid[:12]} "
                              f"is gone")
                     self._disconnect_endpoint(record, ep)
-        for cid in running:
-            for _, ep in self.store.endpoints_of(cid):
-                for binding in ep.ports:
+                    continue
+                for binding in ep.ports:  # hold its host ports again
                     with contextlib.suppress(SetupError):
                         sock, _ = reserve(PortSpec(
                             container_port=binding.container_port, proto=binding.proto,
                             host_ip="" if binding.host_ip == "0.0.0.0" else binding.host_ip,
                             host_port=binding.host_port))
                         self.sockets.setdefault(cid, []).append(sock)
-        if self.store.active() or self.idle or self._table_exists():
-            self._rules = ""
-            self.sync()
-
-    def _table_exists(self) -> bool:
-        try:
-            self.nft.run(f"list table ip {self.table}")
-        except SetupError:
-            return False
-        return True
+        self._rules = ""
+        self.sync()  # puts back the rules of the running ones, or drops a stale table
 
     # ------------------------------------------------------------------ connect / disconnect
 

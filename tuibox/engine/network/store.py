@@ -109,14 +109,17 @@ class NetworkStore:
             raise
         self._write(path, record)
 
-    def _read_all(self) -> builtins.list[NetworkRecord]:
-        found = []
+    def _scan(self) -> tuple[builtins.list[NetworkRecord], builtins.list[RecordError]]:
+        found, bad = [], []
         for path in sorted(self.dir.glob("*.json")) if self.dir.is_dir() else []:
             try:
                 found.append(self._read(path))
-            except RecordError:
-                continue  # reported by `network ls`; never fatal for the rest
-        return found
+            except RecordError as exc:
+                bad.append(exc)
+        return found, bad
+
+    def _read_all(self) -> builtins.list[NetworkRecord]:
+        return self._scan()[0]  # a broken record is reported by `network ls`, never fatal
 
     def list(self) -> builtins.list[NetworkRecord]:
         """Every network, the built-in ``bridge`` first (made on first use)."""
@@ -131,13 +134,7 @@ class NetworkStore:
         return self._read_all()
 
     def errors(self) -> builtins.list[RecordError]:
-        bad = []
-        for path in sorted(self.dir.glob("*.json")) if self.dir.is_dir() else []:
-            try:
-                self._read(path)
-            except RecordError as exc:
-                bad.append(exc)
-        return bad
+        return self._scan()[1]
 
     def get(self, ref: str) -> NetworkRecord:
         """By name, full id or unique id prefix."""
