@@ -364,12 +364,12 @@ class Supervisor(StdioMixin):
         # nothing they can do next is served before it is finished anyway.
         for client in run.attached:
             client.reply({"exit": code}, last=True)
-        self._tear_down(cid)
         restart = self._should_restart(config, state, code)
-        if restart:
-            delay = self._next_backoff(cid, ran_for)
+        if restart:  # marked at once: no reader may see it exited in between
             self.store.update_state(cid, _mark_restarting)
-            self._schedule_restart(cid, delay)
+        self._tear_down(cid)
+        if restart:  # the restart timer fires after the tear-down above
+            self._schedule_restart(cid, self._next_backoff(cid, ran_for))
         else:
             self._notify_waiters(cid, code)
             if config.auto_remove:
