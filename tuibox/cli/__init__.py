@@ -72,7 +72,17 @@ def _run_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument("--ulimit", action="append", default=[], help="ulimit options")
     p.add_argument("--read-only", action="store_true", help="mount the root filesystem read-only")
     p.add_argument("--security-opt", action="append", default=[],
-                   help="seccomp=unconfined, no-new-privileges")
+                   help="seccomp=unconfined|PROFILE.json, no-new-privileges[=true|false], "
+                        "systempaths=unconfined")
+    p.add_argument("--privileged", action="store_true",
+                   help="all capabilities and devices, no seccomp, no masked paths")
+    p.add_argument("--cap-add", action="append", default=[], help="add Linux capabilities")
+    p.add_argument("--cap-drop", action="append", default=[], help="drop Linux capabilities")
+    p.add_argument("--device", action="append", default=[],
+                   help="add a host device: HOST[:CONTAINER][:rwm]")
+    p.add_argument("--device-cgroup-rule", action="append", default=[],
+                   help="add a rule to the device allow list: 'c|b|a MAJOR:MINOR rwm'")
+    p.add_argument("--userns", help="user namespace: host, or auto (own id range)")
     p.add_argument("-v", "--volume", action="append", default=[],
                    help="bind mount a host path or a named volume: SRC:DST[:ro]")
     p.add_argument("--mount", action="append", default=[],

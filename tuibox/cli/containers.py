@@ -89,8 +89,25 @@ def run_options_dict(args: argparse.Namespace) -> dict[str, Any]:
         read_only=args.read_only, tty=args.tty,
         interactive=args.interactive or "stdin" in args.attach,
         volumes=args.volume, mounts=args.mount, tmpfs=args.tmpfs, pull=args.pull,
-        security_opt=args.security_opt,
+        security_opt=[_read_profile(o) for o in args.security_opt],
+        privileged=args.privileged, cap_add=args.cap_add, cap_drop=args.cap_drop,
+        devices=args.device, device_cgroup_rules=args.device_cgroup_rule, userns=args.userns,
         **_limits(args, run=True))
+
+
+def _read_profile(opt: str) -> str:
+    """``seccomp=PATH``: the CLI reads the profile, as the docker CLI does, so the engine
+    only ever sees the JSON (never a path relative to somebody else's cwd)."""
+    key, sep, value = opt.partition("=")
+    if key != "seccomp" or not sep or value in ("unconfined", "builtin", "default") \
+            or value.lstrip().startswith("{"):
+        return opt
+    try:
+        with open(value) as f:
+            return f"seccomp={f.read()}"
+    except OSError as exc:
+        raise InvalidArgument(f"opening seccomp profile ({value}) failed: "
+                              f"{exc.strerror}") from None
 
 
 def _size(value: str | None, flag: str) -> int | None:

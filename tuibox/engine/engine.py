@@ -125,8 +125,9 @@ class Engine:
         from .limits import resources_for
         from .mounts import materialize, mounts_for
         from .runtime.spec import build_process, parse_decimal_size, parse_restart, parse_ulimit
+        from .security import security_for
 
-        seccomp = _seccomp_from(opts.security_opt)
+        security = security_for(opts, self.paths.root)
         image = ensure_image(self.images, opts.image, policy=opts.pull)
         resources = resources_for(opts)
         mounts = mounts_for(opts, image.config)
@@ -164,7 +165,7 @@ class Engine:
                 log_options=log_opts, ulimits=ulimits,
                 layer_dirs=[str(p) for p in self.images.layer_dirs(image)],
                 read_only=opts.read_only, resources=resources, mounts=mounts,
-                seccomp=seccomp)
+                seccomp=security.seccomp != "unconfined", security=security)
             self.containers.write_config(config)
             self.containers.write_state(cid, ContainerState())
         except BaseException:
@@ -627,22 +628,6 @@ def _log_options(opts: dict[str, str], parse_size: Any) -> LogOptions:
     if max_size == 0:
         raise InvalidArgument("max-size must be a positive number")
     return LogOptions(max_size=max_size, max_file=max_file)
-
-
-def _seccomp_from(security_opt: builtins.list[str]) -> bool:
-    """``--security-opt``: ``seccomp=unconfined`` turns the filter off; no_new_privs is
-    always on already."""
-    seccomp = True
-    for opt in security_opt:
-        key, _, value = opt.replace(":", "=", 1).partition("=")
-        if key == "seccomp" and value == "unconfined":
-            seccomp = False
-        elif key == "no-new-privileges" and value in ("", "true"):
-            continue
-        else:
-            raise InvalidArgument(f"unsupported --security-opt {opt!r}: tuibox knows "
-                                  f"seccomp=unconfined and no-new-privileges")
-    return seccomp
 
 
 def _os_name() -> str:

@@ -9,7 +9,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from .cgroups.resources import Resources
 
@@ -154,6 +154,39 @@ class NetworkSettings(Record):
     ports: list[PortBinding] = Field(default_factory=list)
 
 
+class DeviceMapping(Record):
+    """``--device HOST[:CONTAINER[:rwm]]``: a host device node made inside the container."""
+
+    path_on_host: str
+    path_in_container: str
+    permissions: str = "rwm"
+
+
+class IdRange(Record):
+    """``--userns=auto``: container ids 0..size-1 are host ids start..start+size-1."""
+
+    start: int
+    size: int
+
+
+class SecurityConfig(Record):
+    """How a container is confined: capabilities, seccomp, devices, user namespace.
+
+    Everything is resolved at ``create`` (names checked, profiles read), so a start never
+    fails on a flag; what the host offers (device numbers) is looked up at each start."""
+
+    privileged: bool = False
+    cap_add: list[str] = Field(default_factory=list)  # "CAP_SYS_ADMIN" form, or "ALL"
+    cap_drop: list[str] = Field(default_factory=list)
+    no_new_privs: bool = False  # Docker's default: off; --security-opt no-new-privileges
+    seccomp: str = "default"  # "default", "unconfined", or a Docker JSON profile's text
+    devices: list[DeviceMapping] = Field(default_factory=list)
+    device_cgroup_rules: list[str] = Field(default_factory=list)  # "c 1:3 rwm"
+    userns: Literal["host", "auto"] = "host"
+    id_range: IdRange | None = None  # with userns "auto": the host ids allocated at create
+    masked_paths: bool = True  # False with --security-opt systempaths=unconfined
+
+
 class ProcessSpec(Record):
     """What runs as PID 1, resolved from the image config and the user's flags."""
 
@@ -198,7 +231,15 @@ class ContainerConfig(Record):
     read_only: bool = False
     resources: Resources = Field(default_factory=Resources)
     mounts: list[Mount] = Field(default_factory=list)
-    seccomp: bool = True  # False with --security-opt seccomp=unconfined
+    seccomp: bool = True  # False with --security-opt seccomp=unconfined (kept for old records)
+    security: SecurityConfig = Field(default_factory=SecurityConfig)
+
+    @model_validator(mode="after")
+    def _old_unconfined(self) -> ContainerConfig:
+        # Records from before ``security`` existed said "unconfined" with ``seccomp: false``.
+        if not self.seccomp and self.security.seccomp == "default":
+            self.security.seccomp = "unconfined"
+        return self
 
 
 Status = Literal["created", "running", "paused", "restarting", "removing", "exited", "dead"]
@@ -322,6 +363,12 @@ class RunOptions(Record):
     volumes: list[str] = Field(default_factory=list)  # -v host:ctr[:ro], -v name:ctr, -v /ctr
     mounts: list[str] = Field(default_factory=list)  # --mount type=…,source=…,target=…
     tmpfs: list[str] = Field(default_factory=list)  # --tmpfs /run[:options]
+    privileged: bool = False
+    cap_add: list[str] = Field(default_factory=list)
+    cap_drop: list[str] = Field(default_factory=list)
+    devices: list[str] = Field(default_factory=list)  # --device HOST[:CONTAINER[:rwm]]
+    device_cgroup_rules: list[str] = Field(default_factory=list)  # --device-cgroup-rule
+    userns: str | None = None  # --userns: "" / "host" / "auto" (None: the root's default)
 
 
 class StatsSample(Record):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import os
 from typing import TYPE_CHECKING
 
@@ -29,6 +30,29 @@ DEFAULT_CAPS: dict[str, int] = {
 }
 
 DEFAULT_MASK = sum(1 << bit for bit in DEFAULT_CAPS.values())  # 0xa80425fb
+
+# Every capability Linux defines (uapi linux/capability.h), for --cap-add/--cap-drop.
+ALL_CAPS: dict[str, int] = {
+    "CAP_CHOWN": 0, "CAP_DAC_OVERRIDE": 1, "CAP_DAC_READ_SEARCH": 2, "CAP_FOWNER": 3,
+    "CAP_FSETID": 4, "CAP_KILL": 5, "CAP_SETGID": 6, "CAP_SETUID": 7, "CAP_SETPCAP": 8,
+    "CAP_LINUX_IMMUTABLE": 9, "CAP_NET_BIND_SERVICE": 10, "CAP_NET_BROADCAST": 11,
+    "CAP_NET_ADMIN": 12, "CAP_NET_RAW": 13, "CAP_IPC_LOCK": 14, "CAP_IPC_OWNER": 15,
+    "CAP_SYS_MODULE": 16, "CAP_SYS_RAWIO": 17, "CAP_SYS_CHROOT": 18, "CAP_SYS_PTRACE": 19,
+    "CAP_SYS_PACCT": 20, "CAP_SYS_ADMIN": 21, "CAP_SYS_BOOT": 22, "CAP_SYS_NICE": 23,
+    "CAP_SYS_RESOURCE": 24, "CAP_SYS_TIME": 25, "CAP_SYS_TTY_CONFIG": 26, "CAP_MKNOD": 27,
+    "CAP_LEASE": 28, "CAP_AUDIT_WRITE": 29, "CAP_AUDIT_CONTROL": 30, "CAP_SETFCAP": 31,
+    "CAP_MAC_OVERRIDE": 32, "CAP_MAC_ADMIN": 33, "CAP_SYSLOG": 34, "CAP_WAKE_ALARM": 35,
+    "CAP_BLOCK_SUSPEND": 36, "CAP_AUDIT_READ": 37, "CAP_PERFMON": 38, "CAP_BPF": 39,
+    "CAP_CHECKPOINT_RESTORE": 40,
+}
+
+
+def mask_of(names: list[str]) -> int:
+    return sum(1 << ALL_CAPS[name] for name in names)
+
+
+def names_of(mask: int) -> list[str]:
+    return [name for name, bit in ALL_CAPS.items() if mask & (1 << bit)]
 
 
 def drop_bounding_set(keep: int) -> None:
@@ -63,6 +87,7 @@ def become(user: ResolvedUser, keep: int, *, no_new_privs: bool) -> None:
         _libc.prctl(_libc.PR_SET_NO_NEW_PRIVS, 1)
 
 
+@functools.cache
 def own_permitted() -> int:
     """Our own permitted set: ``--privileged`` gets all of it (a host may withhold some,
     as this one withholds CAP_SYS_RESOURCE, and asking for more fails)."""

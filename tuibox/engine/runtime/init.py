@@ -23,12 +23,15 @@ import termios
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import NoReturn, TypeVar
+from typing import TYPE_CHECKING, NoReturn, TypeVar
 
 from . import _libc, capabilities
 from .seccomp import load_default_filter
 from .seccomp import prepare as seccomp_prepare
 from .users import resolve_user
+
+if TYPE_CHECKING:
+    from ..models import SecurityConfig
 
 T = TypeVar("T")
 
@@ -94,6 +97,7 @@ class InitPlan:
     open_stdin: bool = False
     pty_sock: int = -1  # with a TTY: where the pty master goes (to the supervisor)
     winsize: bytes = b""
+    security: SecurityConfig | None = None  # None: Docker's defaults
 
 
 class StepFailed(Exception):

@@ -33,8 +33,10 @@ from ..models import ContainerConfig, ContainerState, Mount, NetworkSettings
 from ..network.etcfiles import write_etc_files
 from ..network.manager import Attachment, NetworkManager
 from ..paths import StatePaths
+from ..runtime import capabilities
 from ..runtime.init import InitPlan, MountSpec
 from ..runtime.spawn import raise_nofile_limit, spawn
+from ..security import cap_mask
 from ..signals import parse_signal
 from . import protocol
 from .keeper import MAX_FDS_PER_MESSAGE
@@ -209,7 +211,9 @@ class Supervisor(StdioMixin):
                 ulimits=[(u.name, u.soft, u.hard) for u in config.ulimits],
                 cgroup_binds=self.driver.bind_dirs(rel), cgroup_version=self.driver.version,
                 mounts=[self._mount_spec(m) for m in config.mounts], tty=config.process.tty,
-                open_stdin=config.process.open_stdin, winsize=winsize, seccomp=config.seccomp)
+                open_stdin=config.process.open_stdin, winsize=winsize, seccomp=config.seccomp,
+                security=config.security,
+                cap_mask=cap_mask(config.security) & capabilities.own_permitted())
             spawned = spawn(plan, cgroup_procs=self.driver.procs_files(rel))
         except TuiboxError as exc:
             if net is not None:
