@@ -19,25 +19,61 @@ from tuibox.engine import Engine
 CGROUP_ROOT = Path("/sys/fs/cgroup")
 
 
-def _mounts() -> set[str]:
-    with open("/proc/self/mountinfo") as f:
-        return {" ".join(line.split()[3:5]) for line in f}
-
-
-def _tuibox_cgroups() -> set[str]:
+def _mounts_under(prefixes: tuple[str, ...]) -> set[str]:
+    """Mount points (with their roots) under the test's own paths only."""
     found = set()
-    for base in CGROUP_ROOT.glob("*/tuibox"):
-        found.add(str(base))  # the shared parent goes too once it is empty
-        found.update(str(p) for p in base.iterdir() if p.is_dir())
+    with open("/proc/self/mountinfo") as f:
+        for line in f:
+            fields = line.split()
+            if fields[4].startswith(prefixes):
+                found.add(" ".join(fields[3:5]))
     return found
 
 
-def _network_things() -> set[str]:
-    """tuibox's bridges and veths, and its nftables tables."""
-    links = {p.name for p in Path("/sys/class/net").iterdir()
-             if p.name.startswith(("tbx-", "tuibox", "veth"))}
+def _root_events(root: Path) -> list[dict[str, object]]:
+    """What the test's root did: its events name every container and network it made."""
+    import json
+
+    try:
+        lines = (root / "events.jsonl").read_text().splitlines()
+    except OSError:
+        return []
+    events = []
+    for line in lines:
+        with contextlib.suppress(ValueError):
+            events.append(json.loads(line))
+    return events
+
+
+def _owned_cgroups(root: Path) -> set[str]:
+    """cgroups of the containers this root created (other roots' never count)."""
+    ids = {str(e["id"]) for e in _root_events(root) if e.get("type", "container") == "container"}
+    return {str(p) for cid in ids for p in CGROUP_ROOT.glob(f"*/tuibox/{cid}")}
+
+
+def _owned_network(root: Path) -> set[str]:
+    """This root's bridges (from its network records and events), the veths still enslaved
+    to them, and its nftables table."""
+    import json
+
+    from tuibox.engine.network.nft import table_name
+
+    bridges = {f"tbx-{str(e['id'])[:11]}" for e in _root_events(root)
+               if e.get("type") == "network"}
+    for record in (root / "networks").glob("*.json"):
+        with contextlib.suppress(OSError, ValueError):
+            bridge = json.loads(record.read_text()).get("bridge")
+            if isinstance(bridge, str) and bridge != "tuibox0":
+                bridges.add(bridge)
+    links = set()
+    for link in Path("/sys/class/net").iterdir():
+        master = link / "master"
+        if link.name in bridges or (master.exists() and master.resolve().name in bridges):
+            links.add(link.name)
+    table = table_name(root)
     tables = subprocess.run(["nft", "list", "tables"], capture_output=True, text=True).stdout
-    return links | {line.strip() for line in tables.splitlines() if " tuibox" in line}
+    return links | {line.strip() for line in tables.splitlines()
+                    if line.split()[-1:] == [table]}
 
 
 def _processes_mentioning(text: str) -> list[int]:
@@ -115,29 +151,31 @@ def cli(root: Path, engine: Engine) -> Iterator[object]:
 
 @pytest.fixture(autouse=True)
 def leak_check(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[None]:
-    """Fail any test that leaves a mount, a cgroup, a process or a held lock behind."""
-    mounts, cgroups, network = _mounts(), _tuibox_cgroups(), _network_things()
-    yield
+    """Fail any test that leaves a mount, a cgroup, a link, a table, a process or a held lock
+    behind.  It looks only at what the test's own root and paths own, so other tuibox roots,
+    dockerd or podman working beside the suite never make it fail."""
+    from tuibox.engine.paths import StatePaths
+
     root = tmp_path / "root"
+    run_dir = StatePaths(root).run
+    yield
     deadline = time.monotonic() + 5
     while True:
         leaks = []
-        extra_mounts = _mounts() - mounts
-        if extra_mounts:
-            leaks.append(f"mounts: {sorted(extra_mounts)}")
-        extra_cgroups = _tuibox_cgroups() - cgroups
-        if extra_cgroups:
-            leaks.append(f"cgroups: {sorted(extra_cgroups)}")
-        extra_network = _network_things() - network
-        if extra_network:
-            leaks.append(f"network: {sorted(extra_network)}")
+        mounts = _mounts_under((str(tmp_path), str(run_dir)))
+        if mounts:
+            leaks.append(f"mounts: {sorted(mounts)}")
+        cgroups = _owned_cgroups(root)
+        if cgroups:
+            leaks.append(f"cgroups: {sorted(cgroups)}")
+        network = _owned_network(root)
+        if network:
+            leaks.append(f"network: {sorted(network)}")
         procs = _processes_mentioning(str(root))
         if procs:
             leaks.append(f"processes: {procs}")
-        from tuibox.engine.paths import StatePaths
-
-        if StatePaths(root).run.exists():
-            leaks.append(f"runtime dir: {StatePaths(root).run}")
+        if run_dir.exists():
+            leaks.append(f"runtime dir: {run_dir}")
         if root.exists():
             locks = _held_locks(root)
             if locks:
