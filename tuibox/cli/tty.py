@@ -39,7 +39,7 @@ def raw_terminal(fd: int) -> Iterator[None]:
         return
     saved = termios.tcgetattr(fd)
     try:
-        tty.setraw(fd)
+        tty.setraw(fd, termios.TCSANOW)  # TCSAFLUSH (the default) drops typed-ahead input
         yield
     finally:
         termios.tcsetattr(fd, termios.TCSADRAIN, saved)
