@@ -185,18 +185,35 @@ def cmd_start(engine: Engine, args: argparse.Namespace) -> int:
         config = engine.containers.config(cid)
         return _attach_and_wait(engine, cid, stdin=args.interactive and config.process.open_stdin,
                                 tty=config.process.tty, detach_keys=args.detach_keys)
-    return _each(args.containers, lambda ref: engine.start(ref))
+    return _each(args.containers, lambda ref: engine.start(ref), parallel=False)
 
 
-def _each(refs: list[str], action: Any) -> int:
-    """Docker's multi-container verbs: echo each name done, report each failure, exit 1."""
-    code = 0
-    for ref in refs:
+def _each(refs: list[str], action: Any, *, parallel: bool = True) -> int:
+    """Docker's multi-container verbs: echo each name done, report each failure, exit 1.
+
+    As in the docker CLI, the containers are acted on at once (``stop -t 3 a b c`` takes
+    3 s, not 9) and reported in the order given; ``start`` stays one by one, as docker's."""
+
+    def one(ref: str) -> TuiboxError | None:
         try:
             action(ref)
-            _out(ref)
         except TuiboxError as exc:
-            _err(str(exc))
+            return exc
+        return None
+
+    if parallel and len(refs) > 1:
+        from concurrent.futures import ThreadPoolExecutor
+
+        with ThreadPoolExecutor(max_workers=min(len(refs), 32)) as pool:
+            outcomes = list(pool.map(one, refs))
+    else:
+        outcomes = [one(ref) for ref in refs]
+    code = 0
+    for ref, error in zip(refs, outcomes, strict=True):
+        if error is None:
+            _out(ref)
+        else:
+            _err(str(error))
             code = 1
     return code
 
