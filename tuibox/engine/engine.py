@@ -149,8 +149,10 @@ class Engine:
         cdir = self.containers.dir(cid)
         try:
             mounts = materialize(mounts, self.volumes, self.images.layer_dirs(image))
+            cdir.mkdir(mode=0o700)  # config (its env), upper dir, logs: root's only
             for sub in ("upper", "work", "rootfs"):
-                (cdir / sub).mkdir(parents=True, mode=0o700 if sub == "work" else 0o755)
+                (cdir / sub).mkdir(mode=0o700)
+            os.chmod(cdir / "upper", 0o755)  # it is the container's "/": not the umask's
             config = ContainerConfig(
                 id=cid, name=name, created=now(), image=opts.image, image_id=image.id,
                 process=process, entrypoint=opts.entrypoint, cmd=opts.command or None,

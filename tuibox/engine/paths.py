@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
+import stat
 from pathlib import Path
+
+from .errors import InvalidArgument
 
 try:  # the builtin module: hashlib would load OpenSSL, ~5 ms of every CLI start
     from _sha256 import sha256  # type: ignore[import-not-found,unused-ignore]
@@ -92,7 +96,32 @@ class StatePaths:
         return self.containers / cid
 
     def ensure(self) -> None:
+        """Create the root and its top-level dirs 0700: no other user may reach image
+        layers, containers' files or their environments.  An older root's dirs are
+        tightened here (a stat each); ``stateperms.tighten`` does the rest."""
+        self.root.mkdir(mode=PRIVATE_DIR, parents=True, exist_ok=True)
+        owner = os.stat(self.root).st_uid
+        if owner != os.geteuid():
+            # Another user made (and so controls) the directory: nothing in it is safe.
+            raise InvalidArgument(f"state root {self.root} is owned by uid {owner}, "
+                                  f"not by uid {os.geteuid()} who runs tuibox")
         for d in (self.root, self.images, self.layers, self.containers, self.names, self.tmp,
                   self.volumes):
-            d.mkdir(parents=True, exist_ok=True)
-        os.chmod(self.root, 0o711)
+            private_dir(d)
+
+    def ensure_run(self) -> None:
+        """The runtime dir (socket, pid files, log spool): root's only, like the root."""
+        RUNTIME_BASE.mkdir(parents=True, exist_ok=True)
+        private_dir(RUNTIME_BASE)
+        private_dir(self.run)
+
+
+PRIVATE_DIR = 0o700
+
+
+def private_dir(path: Path) -> None:
+    """``mkdir`` a directory 0700, or make an existing one 0700 (one stat when it is)."""
+    with contextlib.suppress(FileExistsError):
+        os.mkdir(path, PRIVATE_DIR)  # the umask can only take bits away from 0700
+    if stat.S_IMODE(os.stat(path).st_mode) != PRIVATE_DIR:
+        os.chmod(path, PRIVATE_DIR)

@@ -23,8 +23,11 @@ M = TypeVar("M", bound=BaseModel)
 def write_atomic(path: Path, data: bytes, *, mode: int = 0o644) -> None:
     """Replace ``path`` with ``data`` in one step (temp file + fsync-free rename)."""
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, mode)
+    # O_NOFOLLOW: a symlink planted at the temp name is refused, never written through.
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW | os.O_CLOEXEC,
+                 mode)
     try:
+        os.fchmod(fd, mode)  # exactly ``mode``: not the umask's, not a stale temp file's
         view = memoryview(data)
         while view:
             view = view[os.write(fd, view):]
@@ -33,8 +36,9 @@ def write_atomic(path: Path, data: bytes, *, mode: int = 0o644) -> None:
     os.replace(tmp, path)
 
 
-def write_record(path: Path, record: BaseModel) -> None:
-    write_atomic(path, record.model_dump_json(indent=2).encode())
+def write_record(path: Path, record: BaseModel, *, mode: int = 0o600) -> None:
+    """Records are the engine's alone (a container's config holds its environment)."""
+    write_atomic(path, record.model_dump_json(indent=2).encode(), mode=mode)
 
 
 def read_record(path: Path, model: type[M]) -> M:

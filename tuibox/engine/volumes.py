@@ -46,7 +46,10 @@ class VolumeStore:
         with locked(self.paths.volumes / "volumes.json"):
             if (d / "volume.json").exists():
                 return self.get(name)
-            (d / "_data").mkdir(parents=True, exist_ok=True)
+            # Only root reaches a volume's files from the host (a container's root may
+            # leave setuid files or world-writable dirs in it: CVE-2021-41091's class).
+            d.mkdir(mode=0o700, exist_ok=True)
+            (d / "_data").mkdir(exist_ok=True)
             os.chmod(d / "_data", 0o755)
             record = VolumeRecord(name=name, created=now(), labels=labels or {},
                                   anonymous=anonymous)

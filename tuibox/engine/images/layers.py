@@ -91,7 +91,7 @@ class LayerStore:
                              compression=detect_file(blob_path).value, size=result.size)
             (work / "size").write_text(f"{result.size}\n")
             write_record(work / "layer.json", meta)
-            os.chmod(work, 0o755)
+            os.chmod(work, 0o700)  # diff/ inside keeps the image root's own mode
             self.root.mkdir(parents=True, exist_ok=True)
             try:
                 os.rename(work, self.dir(chain_id))

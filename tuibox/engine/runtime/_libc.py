@@ -42,6 +42,7 @@ SYS_CAPGET = {"x86_64": 125, "aarch64": 90}[_MACHINE]
 SYS_CAPSET = {"x86_64": 126, "aarch64": 91}[_MACHINE]
 SYS_OPEN_TREE = 428  # same number on every architecture (new syscall table)
 SYS_MOVE_MOUNT = 429
+SYS_MOUNT_SETATTR = 442
 
 AT_FDCWD = -100
 AT_EMPTY_PATH = 0x1000
@@ -49,6 +50,10 @@ AT_RECURSIVE = 0x8000
 OPEN_TREE_CLONE = 1
 OPEN_TREE_CLOEXEC = 0o2000000
 MOVE_MOUNT_F_EMPTY_PATH = 0x4
+MOUNT_ATTR_RDONLY = 0x1
+MOUNT_ATTR_NOSUID = 0x2
+MOUNT_ATTR_NODEV = 0x4
+MOUNT_ATTR_NOEXEC = 0x8
 
 CLONE_NEWNS = 0x00020000
 CLONE_NEWCGROUP = 0x02000000
@@ -126,6 +131,21 @@ def move_mount(tree_fd: int, target: str) -> None:
     _check(_libc.syscall(SYS_MOVE_MOUNT, ctypes.c_int(tree_fd), b"", ctypes.c_int(AT_FDCWD),
                          _b(target), ctypes.c_uint(MOVE_MOUNT_F_EMPTY_PATH)),
            f"move_mount {target}")
+
+
+class _MountAttr(ctypes.Structure):
+    _fields_ = [("attr_set", ctypes.c_uint64), ("attr_clr", ctypes.c_uint64),
+                ("propagation", ctypes.c_uint64), ("userns_fd", ctypes.c_uint64)]
+
+
+def mount_setattr(tree_fd: int, attr_set: int, *, recursive: bool) -> None:
+    """Add mount flags to a (detached) mount without clearing the ones it has: unlike a
+    bind remount, which replaces them all and could lift a host mount's own nosuid."""
+    attr = _MountAttr(attr_set=attr_set)
+    flags = AT_EMPTY_PATH | (AT_RECURSIVE if recursive else 0)
+    _check(_libc.syscall(SYS_MOUNT_SETATTR, ctypes.c_int(tree_fd), b"", ctypes.c_uint(flags),
+                         ctypes.byref(attr), ctypes.c_size_t(ctypes.sizeof(attr))),
+           "mount_setattr")
 
 
 def sethostname(name: str) -> None:

@@ -71,6 +71,7 @@ class MountSpec:
     target: str
     read_only: bool = False
     options: str = ""
+    volume: bool = False  # a volume's _data: mounted nosuid,nodev
 
 
 @dataclass
@@ -141,7 +142,9 @@ def mount_overlay(layer_dirs: list[str], container_dir: Path) -> None:
             f"workdir={container_dir / 'work'}")
     if len(data) >= os.sysconf("SC_PAGE_SIZE") - 1:
         raise StepFailed("mount rootfs", errno.E2BIG, f"too many layers ({len(layers)})")
-    _libc.mount("overlay", str(rootfs), "overlay", 0, data)
+    # nodev: a device node in an image layer or made in the upper dir cannot be opened
+    # (containers/storage's default); /dev is a tmpfs of its own on top.
+    _libc.mount("overlay", str(rootfs), "overlay", NODEV, data)
 
 
 def _make_dir(path: Path, mode: int = 0o755) -> None:
@@ -221,6 +224,9 @@ def _open_sources(plan: InitPlan) -> list[tuple[MountSpec, int]]:
         fd = -1
         if spec.kind == "bind":
             fd = _libc.open_tree(spec.source, recursive=os.path.isdir(spec.source))
+            if spec.volume:  # a setuid file or a node a container left must do nothing
+                _libc.mount_setattr(fd, _libc.MOUNT_ATTR_NOSUID | _libc.MOUNT_ATTR_NODEV,
+                                    recursive=True)
         opened.append((spec, fd))
     return opened
 
@@ -374,7 +380,7 @@ def _run(plan: InitPlan, err_fd: int) -> None:
     _step("mask paths", _mask_and_protect)
     if plan.read_only:
         _step("read-only rootfs", lambda: _libc.mount(
-            None, "/", None, _libc.MS_REMOUNT | _libc.MS_BIND | _libc.MS_RDONLY))
+            None, "/", None, _libc.MS_REMOUNT | _libc.MS_BIND | _libc.MS_RDONLY | NODEV))
     _step("hostname", lambda: _libc.sethostname(plan.hostname))
     if plan.new_net:
         _step("loopback", _loopback_up)

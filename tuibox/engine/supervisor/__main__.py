@@ -30,7 +30,7 @@ def main(argv: list[str]) -> int:
     from ..paths import StatePaths
 
     paths = StatePaths(Path(root))
-    paths.run.mkdir(parents=True, exist_ok=True)
+    paths.ensure_run()
     sock_path = paths.supervisor_socket
     sock_path.unlink(missing_ok=True)
     listen = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)

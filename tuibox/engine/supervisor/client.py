@@ -93,7 +93,7 @@ class SupervisorClient:
     def _start(self) -> None:
         """Start keeper + supervisor unless another process just did (under a lock)."""
         self.paths.ensure()
-        self.paths.run.mkdir(parents=True, exist_ok=True)
+        self.paths.ensure_run()
         lock_fd = os.open(self.paths.run / "start.lock", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC,
                           0o600)
         try:

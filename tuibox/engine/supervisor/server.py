@@ -271,7 +271,7 @@ class Supervisor(StdioMixin):
         if m.type == "tmpfs":
             return MountSpec("tmpfs", "", m.target, False, m.options)
         source = m.source if m.type == "bind" else str(self.paths.volumes / m.source / "_data")
-        return MountSpec("bind", source, m.target, m.read_only)
+        return MountSpec("bind", source, m.target, m.read_only, volume=m.type == "volume")
 
     def pump(self, cid: str, stream: str | None = None) -> None:
         run = self.running.get(cid)
@@ -763,6 +763,10 @@ def run(root: str, listen_fd: int, ctl_fd: int) -> None:
 
     _libc.prctl(_libc.PR_SET_CHILD_SUBREAPER, 1)
     raise_nofile_limit()
+    from ..stateperms import tighten
+
+    if tightened := tighten(paths):  # a root that an older tuibox left open to every user
+        log(f"state root: took group and other access away from {tightened} paths")
     from ..runtime import seccomp
 
     if seccomp.available():  # load libseccomp and compile the filter once, before any fork
