@@ -88,11 +88,17 @@ class LogPanel(Vertical):
 
     @work(thread=True, group="log-export", exit_on_error=False)
     def _export(self, engine: Engine, cid: str, target: Path, timestamps: bool) -> None:
+        from tuibox.engine.hostfiles import atomic_output
+
         try:
-            with open(target, "w") as out:
+            # The dashboard runs as root and the name is predictable: a symlink planted at
+            # it must not aim the write anywhere (atomic_output refuses it), and the log
+            # may hold secrets (0600).
+            with atomic_output(target) as out:
                 for entry in engine.logs(cid):
                     prefix = stamp(entry.time_ns) if timestamps else ""
-                    out.write(prefix + entry_text(entry) + ("\n" if not entry.partial else ""))
+                    text = prefix + entry_text(entry) + ("\n" if not entry.partial else "")
+                    out.write(text.encode())
         except Exception as exc:
             self.app.call_from_thread(self.notify, f"export failed: {exc}", severity="error")
             return

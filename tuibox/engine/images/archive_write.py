@@ -1,12 +1,12 @@
 """Write images as a ``docker save`` archive or an OCI image-layout tarball.
 
 Entries get mtime 0 and root ownership so saving the same images twice gives the same
-bytes.  The output appears under its final name only when complete.
+bytes.  The output appears under its final name only when complete, and only where a
+regular file may be written (``hostfiles``: never through a symlink, FIFO or device).
 """
 
 from __future__ import annotations
 
-import contextlib
 import io
 import json
 import os
@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
+from ..hostfiles import atomic_output
 from .compression import Compression, open_uncompressed
 from .digests import CHUNK, hex_of, sha256_bytes
 from .mediatypes import (
@@ -137,15 +138,9 @@ def _write_oci(tf: tarfile.TarFile, images: list[SavedImage]) -> None:
 
 def write_archive(out: Path, images: list[SavedImage], fmt: Literal["docker", "oci"],
                   work: Path) -> None:
-    tmp = out.with_name(f".{out.name}.{os.getpid()}.tmp")
-    try:
-        with tarfile.open(tmp, "w", format=tarfile.PAX_FORMAT) as tf:
-            if fmt == "docker":
-                _write_docker(tf, images, work)
-            else:
-                _write_oci(tf, images)
-        os.replace(tmp, out)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            tmp.unlink()
-        raise
+    with atomic_output(out) as dest, \
+            tarfile.open(fileobj=dest, mode="w", format=tarfile.PAX_FORMAT) as tf:
+        if fmt == "docker":
+            _write_docker(tf, images, work)
+        else:
+            _write_oci(tf, images)
