@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any
 
 from ..engine.errors import InvalidArgument, NotFound, TuiboxError
 from .format import ago, human_duration, human_size, render_rows, render_template, table
+from .hostpaths import mount_spec, volume_spec
 
 if TYPE_CHECKING:
     from ..engine import Container, Engine, RunOptions
@@ -88,7 +89,8 @@ def run_options_dict(args: argparse.Namespace) -> dict[str, Any]:
         log_opts=_parse_kv(args.log_opt, "log-opt"), ulimits=args.ulimit,
         read_only=args.read_only, tty=args.tty,
         interactive=args.interactive or "stdin" in args.attach,
-        volumes=args.volume, mounts=args.mount, tmpfs=args.tmpfs, pull=args.pull,
+        volumes=[volume_spec(v) for v in args.volume],
+        mounts=[mount_spec(m) for m in args.mount], tmpfs=args.tmpfs, pull=args.pull,
         security_opt=[_read_profile(o) for o in args.security_opt],
         privileged=args.privileged, cap_add=args.cap_add, cap_drop=args.cap_drop,
         devices=args.device, device_cgroup_rules=args.device_cgroup_rule, userns=args.userns,

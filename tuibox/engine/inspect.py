@@ -6,7 +6,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from .models import ZERO_TIME, Container, PortBinding, PortSpec
+from .models import ZERO_TIME, Container, ContainerConfig, PortBinding, PortSpec
 
 
 def rfc3339(t: datetime) -> str:
@@ -17,7 +17,9 @@ def rfc3339(t: datetime) -> str:
 
 def container_json(c: Container, directory: Path) -> dict[str, Any]:
     cfg, st = c.config, c.state
-    return {
+    sec = cfg.security
+    warnings = {"Warnings": [PRIVILEGED_WARNING]} if sec.privileged else {}
+    return warnings | {
         "Id": cfg.id,
         "Created": rfc3339(cfg.created),
         "Path": cfg.process.args[0],
@@ -60,6 +62,10 @@ def container_json(c: Container, directory: Path) -> dict[str, Any]:
             "DnsSearch": cfg.dns_search,
             "DnsOptions": cfg.dns_options,
             "ExtraHosts": cfg.extra_hosts,
+            "Privileged": sec.privileged,
+            "CapAdd": sec.cap_add or None,
+            "CapDrop": sec.cap_drop or None,
+            "SecurityOpt": _security_opt(cfg) or None,
         },
         "NetworkSettings": network_settings(c),
         "GraphDriver": {"Name": "overlay", "Data": {
@@ -83,6 +89,21 @@ def container_json(c: Container, directory: Path) -> dict[str, Any]:
             "ExposedPorts": {p.key: {} for p in cfg.ports} or None,
         },
     }
+
+
+PRIVILEGED_WARNING = ("privileged: all capabilities and devices, no seccomp filter, no masked "
+                      "paths, writable /sys: root in this container is root on the host")
+
+
+def _security_opt(cfg: ContainerConfig) -> list[str]:
+    """Docker's ``SecurityOpt`` list, rebuilt from what the flags resolved to."""
+    sec = cfg.security
+    opts = ["no-new-privileges"] if sec.no_new_privs else []
+    if sec.seccomp != "default":
+        opts.append(f"seccomp={sec.seccomp}")
+    if not sec.masked_paths and not sec.privileged:
+        opts.append("systempaths=unconfined")
+    return opts
 
 
 def _port_map(ports: list[PortSpec] | list[PortBinding], *,

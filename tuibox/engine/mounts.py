@@ -38,8 +38,15 @@ def parse_volume(spec: str) -> Mount:
     if unknown or {"ro", "rw"} <= options:
         raise InvalidArgument(f"invalid mode: {mode!r} in volume specification {spec!r}")
     source, target = parts
-    if source.startswith(("/", ".")):
-        return Mount(type="bind", source=os.path.abspath(source),
+    if source.startswith("."):
+        # The command line made the caller's ./x absolute; here it could only mean the
+        # engine's own working directory.  Docker's daemon takes it for a volume name.
+        raise InvalidArgument(
+            f'create {source}: "{source}" includes invalid characters for a local volume '
+            f'name, only "[a-zA-Z0-9][a-zA-Z0-9_.-]" are allowed. If you intended to pass '
+            f"a host directory, use absolute path")
+    if source.startswith("/"):
+        return Mount(type="bind", source=posixpath.normpath(source),
                      target=_target(target, spec), read_only="ro" in options)
     return Mount(type="volume", source=source, target=_target(target, spec),
                  read_only="ro" in options)
@@ -63,11 +70,14 @@ def parse_mount(spec: str) -> Mount:
     if kind == "bind":
         if not source:
             raise InvalidArgument(f"invalid --mount {spec!r}: source is required for a bind")
+        if not source.startswith("/"):  # never resolved against the engine's cwd
+            raise InvalidArgument(f"invalid mount config for type \"bind\": invalid mount "
+                                  f"path: '{source}' mount path must be absolute")
         if not os.path.exists(source):
             # Unlike -v, --mount never creates a missing host path (Docker's rule).
             raise InvalidArgument(f"invalid mount config for type \"bind\": bind source path "
                                   f"does not exist: {source}")
-        return Mount(type="bind", source=os.path.abspath(source),
+        return Mount(type="bind", source=posixpath.normpath(source),
                      target=_target(target, spec), read_only=ro)
     if kind == "volume":
         return Mount(type="volume", source=source, target=_target(target, spec),

@@ -21,6 +21,8 @@ from pydantic import Field, ValidationError
 from .errors import InvalidArgument
 from .models import DeviceMapping, Record, RunOptions, SecurityConfig
 from .runtime.capabilities import ALL_CAPS, DEFAULT_CAPS, mask_of
+from .runtime.seccomp_profile import ProfileError
+from .runtime.seccomp_profile import parse as parse_profile
 
 DAEMON_CONFIG = "daemon.json"
 _RULE = re.compile(r"^([abc]) ([0-9]+|\*):([0-9]+|\*) ([rwm]{1,3})$")
@@ -152,6 +154,7 @@ def security_for(opts: RunOptions, root: Path) -> SecurityConfig:
                               "use --userns=host with --privileged")
     # A privileged container asked for the host's ids, even where auto is the default.
     sec.userns = "host" if opts.privileged else userns  # type: ignore[assignment]
+    _compiles(sec)
     return sec
 
 
@@ -184,13 +187,22 @@ def _checked_profile(value: str) -> str:
     if value in ("builtin", "default"):
         return "default"
     try:
-        profile = json.loads(value)
-    except ValueError:
-        raise InvalidArgument("seccomp profile is not valid JSON (give a file's path to "
-                              "the CLI, or the profile itself)") from None
-    if not isinstance(profile, dict):
-        raise InvalidArgument("seccomp profile must be a JSON object")
-    return json.dumps(profile, separators=(",", ":"))
+        parse_profile(value)
+    except ProfileError as exc:
+        raise InvalidArgument(f"invalid seccomp profile: {exc}") from None
+    return json.dumps(json.loads(value), separators=(",", ":"))
+
+
+def _compiles(sec: SecurityConfig) -> None:
+    """A user's profile compiled now, for this container's capabilities: what libseccomp
+    refuses is an error at create, never at a start."""
+    from .runtime.seccomp import check
+
+    try:
+        check(sec.seccomp, cap_mask(sec))
+    except ProfileError as exc:
+        raise InvalidArgument(f"invalid seccomp profile: {exc}") from None
+
 
 
 def _profile_text(path: Path) -> str:

@@ -27,12 +27,19 @@ class InspectView(VerticalScroll):
         error: str = ""
 
     shown = ""
+    warning = ""
 
     def compose(self) -> ComposeResult:
+        yield Static(id="inspect-warning")
         yield Static(id="inspect-body")
 
     def show(self, data: dict[str, Any] | None, error: str = "") -> None:
         body = self.query_one("#inspect-body", Static)
+        # A privileged container says so above its JSON, in the error colour.
+        self.warning = "\n".join(f"⚠ {w}" for w in (data or {}).get("Warnings") or [])
+        banner = self.query_one("#inspect-warning", Static)
+        banner.update(self.warning)
+        banner.display = bool(self.warning)
         if data is None:
             body.update(error or "no container selected")
             return

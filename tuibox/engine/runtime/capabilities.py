@@ -73,9 +73,12 @@ def apply(keep: int, *, is_root: bool) -> None:
     _libc.prctl(_libc.PR_CAP_AMBIENT, _libc.PR_CAP_AMBIENT_CLEAR_ALL)
 
 
-def become(user: ResolvedUser, keep: int, *, no_new_privs: bool) -> None:
+def become(user: ResolvedUser, keep: int, *, no_new_privs: bool = False) -> None:
     """Switch to ``user`` with capabilities ``keep``, in the order runc uses (finalizeNamespace):
-    bounding set, keep-caps across the uid change, groups, gid, uid, then the cap sets."""
+    bounding set, keep-caps across the uid change, groups, gid, uid, then the cap sets.
+
+    ``keep`` bounds the process for good: a setuid-root binary run later (no_new_privs
+    off, Docker's default) gets euid 0 but no capability outside ``keep``."""
     drop_bounding_set(keep)
     _libc.prctl(_libc.PR_SET_KEEPCAPS, 1)
     os.setgroups(user.groups)
@@ -84,7 +87,13 @@ def become(user: ResolvedUser, keep: int, *, no_new_privs: bool) -> None:
     _libc.prctl(_libc.PR_SET_KEEPCAPS, 0)
     apply(keep, is_root=user.uid == 0)
     if no_new_privs:
-        _libc.prctl(_libc.PR_SET_NO_NEW_PRIVS, 1)
+        set_no_new_privs()
+
+
+def set_no_new_privs() -> None:
+    """From now on no execve grants privileges: setuid bits and file capabilities are
+    ignored (``--security-opt no-new-privileges``; Docker leaves it off by default)."""
+    _libc.prctl(_libc.PR_SET_NO_NEW_PRIVS, 1)
 
 
 @functools.cache

@@ -25,9 +25,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, NoReturn, TypeVar
 
-from . import _libc, capabilities
-from .seccomp import load_default_filter
-from .seccomp import prepare as seccomp_prepare
+from . import _libc, capabilities, seccomp
 from .users import resolve_user
 
 if TYPE_CHECKING:
@@ -91,7 +89,7 @@ class InitPlan:
     ulimits: list[tuple[str, int, int]] = field(default_factory=list)
     cgroup_binds: list[tuple[str, str]] = field(default_factory=list)  # (name, host dir)
     cap_mask: int = capabilities.DEFAULT_MASK
-    seccomp: bool = True
+    seccomp_program: seccomp.Program | None = None  # compiled by the supervisor; None: none
     cgroup_version: int = 1
     mounts: list[MountSpec] = field(default_factory=list)
     tty: bool = False
@@ -184,16 +182,34 @@ def _mount_dev(rootfs: Path) -> None:
     _libc.mount("mqueue", str(dev / "mqueue"), "mqueue", NOSUID | NOEXEC | NODEV)
 
 
+def _privileged(plan: InitPlan) -> bool:
+    return plan.security is not None and plan.security.privileged
+
+
 def _mount_sys(plan: InitPlan, rootfs: Path) -> None:
     sys_dir = rootfs / "sys"
     _make_dir(sys_dir)
-    ro = _libc.MS_RDONLY | NOSUID | NOEXEC | NODEV
-    if plan.new_net:
+    # Read-only unless --privileged (Docker clears the flag for /sys and its cgroups).
+    ro = (0 if _privileged(plan) else _libc.MS_RDONLY) | NOSUID | NOEXEC | NODEV
+    # A fresh sysfs on the host's network too (runc does the same): it shows the netns's
+    # devices, and none of the host's submounts under /sys (debugfs, bpffs, securityfs …),
+    # which a recursive bind would carry in with their own, writable, flags.
+    try:
         _libc.mount("sysfs", str(sys_dir), "sysfs", ro)
-    else:
-        # A sysfs mount shows the mounter's netns; with the host's netns bind the host's.
-        _libc.mount("/sys", str(sys_dir), None, _libc.MS_BIND | _libc.MS_REC)
-        _libc.mount(None, str(sys_dir), None, _libc.MS_REMOUNT | _libc.MS_BIND | ro)
+    except OSError as exc:
+        if exc.errno != errno.EPERM or plan.new_net:
+            raise
+        # In a user namespace the kernel refuses a sysfs for a netns it does not own (the
+        # host's): bind the host's /sys, every submount made read-only too (crun's
+        # fallback, but recursive, which crun's is not).
+        tree = _libc.open_tree("/sys", recursive=True)
+        try:
+            _libc.mount_setattr(tree, (0 if _privileged(plan) else _libc.MOUNT_ATTR_RDONLY)
+                                | _libc.MOUNT_ATTR_NOSUID | _libc.MOUNT_ATTR_NODEV
+                                | _libc.MOUNT_ATTR_NOEXEC, recursive=True)
+            _libc.move_mount(tree, str(sys_dir))
+        finally:
+            os.close(tree)
     cg = sys_dir / "fs/cgroup"
     if not cg.is_dir():
         return
@@ -348,10 +364,6 @@ def container_init(plan: InitPlan, err_fd: int) -> NoReturn:
 
 def _run(plan: InitPlan, err_fd: int) -> None:
     rootfs = plan.container_dir / "rootfs"
-    if plan.seccomp:
-        # Compiled while the host's libraries are still what "/" shows (the supervisor
-        # normally did it before forking; then this is a cache hit).
-        _step("seccomp", seccomp_prepare)
     _step("mount propagation",
           lambda: _libc.mount(None, "/", None, _libc.MS_REC | _libc.MS_PRIVATE))
     _step("mount rootfs", lambda: mount_overlay(plan.layer_dirs, plan.container_dir))
@@ -377,7 +389,9 @@ def _run(plan: InitPlan, err_fd: int) -> None:
     _step("mount sources", sources)
     _step("pivot_root", lambda: _pivot(rootfs))
     _step("mounts", functools.partial(_mount_all, opened))
-    _step("mask paths", _mask_and_protect)
+    sec = plan.security
+    if not _privileged(plan) and (sec is None or sec.masked_paths):
+        _step("mask paths", _mask_and_protect)
     if plan.read_only:
         _step("read-only rootfs", lambda: _libc.mount(
             None, "/", None, _libc.MS_REMOUNT | _libc.MS_BIND | _libc.MS_RDONLY | NODEV))
@@ -417,10 +431,18 @@ def _run(plan: InitPlan, err_fd: int) -> None:
 
         _step("tty", controlling_tty)
 
-    _step("capabilities", functools.partial(capabilities.become, resolved, plan.cap_mask,
-                                            no_new_privs=True))
-    if plan.seccomp:
-        _step("seccomp", load_default_filter)
+    no_new_privs = sec is not None and sec.no_new_privs
+    program = plan.seccomp_program
+    if no_new_privs:
+        _step("no_new_privs", capabilities.set_no_new_privs)
+    if program is not None and not no_new_privs:
+        # Without no_new_privs, loading a filter needs CAP_SYS_ADMIN, which the next step
+        # may drop: load it first (runc's order).  What runs until execve (prctl, capset,
+        # setgroups, setresuid, close_range, execve) is allowed by any usable profile.
+        _step("seccomp", functools.partial(seccomp.load, program))
+    _step("capabilities", functools.partial(capabilities.become, resolved, plan.cap_mask))
+    if program is not None and no_new_privs:
+        _step("seccomp", functools.partial(seccomp.load, program))  # as late as possible
     # Nothing of the supervisor's may leak into the container (CVE-2024-21626 class).
     os.closerange(3, err_fd)
     os.closerange(err_fd + 1, 65536)

@@ -33,7 +33,7 @@ from ..models import ContainerConfig, ContainerState, Mount, NetworkSettings
 from ..network.etcfiles import write_etc_files
 from ..network.manager import Attachment, NetworkManager
 from ..paths import StatePaths
-from ..runtime import capabilities
+from ..runtime import capabilities, seccomp
 from ..runtime.init import InitPlan, MountSpec
 from ..runtime.spawn import raise_nofile_limit, spawn
 from ..security import cap_mask
@@ -203,6 +203,10 @@ class Supervisor(StdioMixin):
             if net.shared_from:  # container:<id> shares its names as well as its netns
                 for name in ("hosts", "resolv.conf"):
                     shutil.copyfile(self.store.dir(net.shared_from) / name, cdir / name)
+            caps = cap_mask(config.security) & capabilities.own_permitted()
+            program = seccomp.program_for(config.security.seccomp, caps,
+                                          privileged=config.security.privileged)
+            seccomp.save(program, cdir)  # exec loads the same filter
             plan = InitPlan(
                 container_dir=cdir, layer_dirs=config.layer_dirs, args=config.process.args,
                 env=config.process.env, cwd=config.process.cwd, user=config.process.user,
@@ -211,9 +215,9 @@ class Supervisor(StdioMixin):
                 ulimits=[(u.name, u.soft, u.hard) for u in config.ulimits],
                 cgroup_binds=self.driver.bind_dirs(rel), cgroup_version=self.driver.version,
                 mounts=[self._mount_spec(m) for m in config.mounts], tty=config.process.tty,
-                open_stdin=config.process.open_stdin, winsize=winsize, seccomp=config.seccomp,
+                open_stdin=config.process.open_stdin, winsize=winsize, seccomp_program=program,
                 security=config.security,
-                cap_mask=cap_mask(config.security) & capabilities.own_permitted())
+                cap_mask=caps)
             spawned = spawn(plan, cgroup_procs=self.driver.procs_files(rel))
         except TuiboxError as exc:
             if net is not None:
@@ -767,9 +771,7 @@ def run(root: str, listen_fd: int, ctl_fd: int) -> None:
 
     if tightened := tighten(paths):  # a root that an older tuibox left open to every user
         log(f"state root: took group and other access away from {tightened} paths")
-    from ..runtime import seccomp
-
-    if seccomp.available():  # load libseccomp and compile the filter once, before any fork
-        seccomp.compiled()
+    if seccomp.available():  # load libseccomp and compile the default once, before any fork
+        seccomp.compile_profile(seccomp.DEFAULT_PROFILE, capabilities.DEFAULT_MASK)
     gc.freeze()  # forked containers then share the interpreter's pages copy-on-write
     Supervisor(paths, listen, ctl).serve()
