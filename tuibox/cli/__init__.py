@@ -270,6 +270,8 @@ def build_parser(only: str | None = None) -> ArgumentParser:
     p.add_argument("container")
     p.add_argument("port", nargs="?", help="PRIVATE_PORT[/PROTO]")
     p = verb("cp", c.cmd_cp, "copy files between a container and the host")
+    p.add_argument("-a", "--archive", action="store_true",
+                   help="keep the numeric owner (uid:gid) of every file")
     p.add_argument("source", help="CONTAINER:SRC_PATH or a host path")
     p.add_argument("dest", help="CONTAINER:DEST_PATH or a host path")
 

@@ -571,9 +571,10 @@ def cmd_cp(engine: Engine, args: argparse.Namespace) -> int:
     if src_ctr and dst_ctr:
         raise InvalidArgument("copying between containers is not supported")
     if src_ctr:
-        copy_from_container(engine, src_ctr, src_path, Path(args.dest))
+        copy_from_container(engine, src_ctr, src_path, args.dest, archive=args.archive)
     elif dst_ctr:
-        copy_to_container(engine, Path(args.source), dst_ctr, dst_path)
+        copy_to_container(engine, Path(args.source), dst_ctr, dst_path,
+                          archive=args.archive)
     else:
         raise InvalidArgument("must specify at least one container source")
     return 0

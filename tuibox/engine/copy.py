@@ -1,156 +1,351 @@
 """``cp``: files between the host and a container, running or stopped.
 
-A forked helper enters the container's root (the mount namespace of its PID 1, or for a
-stopped container a private namespace with its overlay mounted and ``chroot``), so every
-path and symlink is resolved inside the container and cannot reach the host.  Data moves
-as a tar stream over a pipe; the host side extracts with tarfile's ``tar`` filter (no
-absolute paths, no ``..``, no links out).
+The container's side is done by a forked helper that enters the container's root (the
+mount namespace of its PID 1; for a stopped container a private namespace with its
+overlay mounted and ``pivot_root``), so every container path and symlink resolves inside
+the container.  Before it opens any container path the helper has imported all it needs
+and can import nothing more, holds no host descriptor but its pipe, and has dropped to
+the container's capabilities, ``no_new_privs`` and seccomp filter (``runtime.confine``):
+nothing the container planted — an NSS module, a ``.py`` or ``.so`` on the host's import
+paths — can run as host root (CVE-2019-14271).  The tree moves over a pipe in
+``copy_stream``'s format, with numeric ids only, so neither side ever looks up a name.
+
+On the host, ``cp`` follows Docker's rules with one difference for safety: an existing
+destination is replaced only if it is a regular file (atomically, by an exchange that is
+undone if something else appeared); a symlink, FIFO, socket or device there is neither
+followed nor replaced.  Nothing is merged into an existing directory.  Owners: without
+``-a`` the copy belongs to the container's root (in) or to the caller (out); with ``-a``
+the numeric ids travel.  Setuid and setgid bits never land on the host.
 """
 
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import os
 import posixpath
+import secrets
 import shutil
-import tarfile
-import tempfile
+import stat
 from collections.abc import Callable
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, NoReturn
 
-from .errors import InvalidArgument, NotFound, TuiboxError
-from .runtime import _libc
+from .copy_stream import DIR, CopyError, Reader, Writer, reason
+from .errors import InvalidArgument, TuiboxError
+from .runtime import _libc, capabilities, confine
 from .runtime.init import mount_overlay
 
 if TYPE_CHECKING:
     from .engine import Engine
 
+_RENAME_NOREPLACE = 1
+_RENAME_EXCHANGE = 2
+_renameat2 = ctypes.CDLL(None, use_errno=True).renameat2
+_renameat2.argtypes = [ctypes.c_int, ctypes.c_char_p, ctypes.c_int, ctypes.c_char_p,
+                       ctypes.c_uint]
+_renameat2.restype = ctypes.c_int
+_DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC
 
-def _enter_root(engine: Engine, cid: str) -> None:
-    """In the helper: make ``/`` the container's root (no mount is visible to the host)."""
+
+def _rename(src_dir: int, src: str, dst_dir: int, dst: str, flags: int) -> None:
+    if _renameat2(src_dir, os.fsencode(src), dst_dir, os.fsencode(dst), flags) != 0:
+        err = ctypes.get_errno()
+        raise OSError(err, os.strerror(err), dst)
+
+
+def _default_confinement() -> confine.Confinement:
+    """What the helper drops to: Docker's default capabilities and seccomp profile (what
+    ``exec`` gives its processes) whatever the container has; a copy needs no more."""
+    from .runtime import seccomp
+
+    try:
+        code: bytes | None = seccomp.compiled()
+    except OSError as exc:
+        raise TuiboxError(f"copy failed: seccomp: {exc.strerror or exc}") from None
+    return confine.Confinement.of(capabilities.DEFAULT_MASK, code)
+
+
+@dataclass
+class _Target:
+    """How the helper enters the container: a mount namespace fd (running) or the
+    overlay to mount (stopped)."""
+
+    mnt_fd: int = -1
+    layer_dirs: list[str] = field(default_factory=list)
+    container_dir: Path | None = None
+
+    def close(self) -> None:
+        if self.mnt_fd >= 0:
+            os.close(self.mnt_fd)
+            self.mnt_fd = -1
+
+
+def _target(engine: Engine, cid: str) -> _Target:
     state = engine.containers.state(cid)
     if state.running and state.pid:
-        fd = os.open(f"/proc/{state.pid}/ns/mnt", os.O_RDONLY | os.O_CLOEXEC)
-        _libc.setns(fd, _libc.CLONE_NEWNS)
-        os.close(fd)
-        os.chdir("/")
-        return
-    config = engine.containers.config(cid)
-    cdir = engine.containers.dir(cid)
-    _libc.unshare(_libc.CLONE_NEWNS)
-    _libc.mount(None, "/", None, _libc.MS_REC | _libc.MS_PRIVATE)
-    mount_overlay(config.layer_dirs, cdir)
-    os.chroot(cdir / "rootfs")
+        try:
+            fd = os.open(f"/proc/{state.pid}/ns/mnt", os.O_RDONLY | os.O_CLOEXEC)
+        except OSError:
+            fd = -1
+        if fd >= 0:
+            ours = os.stat("/proc/self/ns/mnt")
+            theirs = os.fstat(fd)
+            if (ours.st_dev, ours.st_ino) != (theirs.st_dev, theirs.st_ino):
+                return _Target(mnt_fd=fd)
+            os.close(fd)  # a stale pid now naming a host process: never copy there
+        raise TuiboxError(f"container {cid} is not running, but its record says it is")
+    return _Target(layer_dirs=engine.containers.config(cid).layer_dirs,
+                   container_dir=engine.containers.dir(cid))
+
+
+def _enter(target: _Target) -> None:
+    """Make ``/`` the container's root.  Only host paths of ours are resolved here."""
+    if target.mnt_fd >= 0:
+        _libc.setns(target.mnt_fd, _libc.CLONE_NEWNS)  # also sets our root and cwd
+        os.close(target.mnt_fd)
+    else:
+        assert target.container_dir is not None
+        _libc.unshare(_libc.CLONE_NEWNS)
+        _libc.mount(None, "/", None, _libc.MS_REC | _libc.MS_PRIVATE)
+        mount_overlay(target.layer_dirs, target.container_dir)
+        os.chdir(target.container_dir / "rootfs")
+        # runc's pivot_root(".", "."): the host's root is stacked under ours, then gone.
+        _libc.pivot_root(".", ".")
+        _libc.umount2(".", _libc.MNT_DETACH)
     os.chdir("/")
 
 
-def _in_container(engine: Engine, cid: str, work: Callable[[], None], data_fd: int,
-                  err_w: int) -> NoReturn:
+Work = Callable[[int, int], None]  # runs in the container: (its pipe end, /proc/self/fd)
+
+
+def _helper(target: _Target, confinement: confine.Confinement, work: Work, keep: int,
+            err_w: int) -> NoReturn:
     code = 0
     try:
-        _enter_root(engine, cid)
-        work()
+        confine.go_non_dumpable()
+        null = os.open("/dev/null", os.O_RDWR)
+        for fd in (0, 1, 2):
+            os.dup2(null, fd)
+        proc_fd = os.open("/proc/self/fd", _DIR_FLAGS)
+        confine.close_fds_except([keep, err_w, proc_fd, target.mnt_fd])
+        os.umask(0)
+        _enter(target)
+        before = confine.forbid_imports()
+        confinement.apply()
+        work(keep, proc_fd)
+        confine.check_no_new_modules(before)
     except BaseException as exc:
-        message = str(exc) if isinstance(exc, (TuiboxError, OSError)) else repr(exc)
-        with contextlib.suppress(OSError):
-            os.write(err_w, message.encode())
+        with contextlib.suppress(BaseException):
+            os.write(err_w, reason(exc).encode(errors="replace"))
         code = 1
-    finally:
-        with contextlib.suppress(OSError):
-            os.close(data_fd)
     os._exit(code)
 
 
-def _run_helper(engine: Engine, cid: str, work: Callable[[], None], child_fd: int,
-                parent_fd: int, parent_side: Callable[[int], None]) -> None:
-    err_r, err_w = os.pipe2(os.O_CLOEXEC)
-    pid = os.fork()
-    if pid == 0:
-        os.close(err_r)
-        os.close(parent_fd)
-        _in_container(engine, cid, work, child_fd, err_w)
-    os.close(err_w)
-    os.close(child_fd)
-    failure: BaseException | None = None
-    try:
-        parent_side(parent_fd)
-    except (OSError, tarfile.TarError, TuiboxError) as exc:
-        failure = exc
-    finally:
-        with contextlib.suppress(OSError):
-            os.close(parent_fd)
-    _, status = os.waitpid(pid, 0)
-    message = b""
-    while chunk := os.read(err_r, 4096):
-        message += chunk
-    os.close(err_r)
-    if message:
-        raise NotFound(f"copy failed: {message.decode(errors='replace')}")
-    if failure is not None:
-        raise TuiboxError(f"copy failed: {failure}") from failure
-    if status != 0:
-        raise TuiboxError("copy failed in the container")
-
-
-def copy_from_container(engine: Engine, ref: str, path: str, dest: Path) -> None:
-    """``docker cp CONTAINER:PATH DEST``."""
-    cid = engine.resolve(ref)
-    if not path.startswith("/"):
-        path = "/" + path
-    name = posixpath.basename(posixpath.normpath(path)) or "."
+def _run(engine: Engine, cid: str, work: Work, host_side: Callable[[int], None], *,
+         into: bool) -> None:
+    """Fork the helper around one end of a pipe (it reads when copying ``into`` the
+    container); run ``host_side`` on the other end; raise the first failure."""
+    confinement = _default_confinement()
+    target = _target(engine, cid)
     r, w = os.pipe2(os.O_CLOEXEC)
+    theirs, ours = (r, w) if into else (w, r)
+    err_r, err_w = os.pipe2(os.O_CLOEXEC)
+    try:
+        pid = os.fork()
+    except OSError:
+        for fd in (r, w, err_r, err_w):
+            os.close(fd)
+        target.close()
+        raise
+    if pid == 0:
+        _helper(target, confinement, work, theirs, err_w)
+    target.close()
+    os.close(theirs)
+    os.close(err_w)
+    failure = ""
+    try:
+        host_side(ours)
+    except (OSError, TuiboxError, RecursionError) as exc:
+        failure = reason(exc)
+    finally:
+        os.close(ours)
+        _, status = os.waitpid(pid, 0)
+        message = b""
+        while chunk := os.read(err_r, 4096):
+            message += chunk
+        os.close(err_r)
+    # The helper's reason comes first: the host side then only saw the stream end.
+    if message:
+        raise CopyError(f"copy failed: {message.decode(errors='replace')}")
+    if failure:
+        raise CopyError(f"copy failed: {failure}")
+    if status != 0:
+        raise CopyError("copy failed in the container")
 
-    def produce() -> None:
-        if not os.path.lexists(path):
-            raise InvalidArgument(f"Could not find the file {path} in container {ref}")
-        with os.fdopen(os.dup(w), "wb") as out, tarfile.open(fileobj=out, mode="w|") as tar:
-            tar.add(path, arcname=name)  # symlinks are stored, not followed
+
+# ---------------------------------------------------------------------- container → host
+
+
+def _kind_of(mode: int) -> str:
+    for test, what in ((stat.S_ISLNK, "a symbolic link"), (stat.S_ISFIFO, "a FIFO"),
+                       (stat.S_ISSOCK, "a socket"), (stat.S_ISCHR, "a device"),
+                       (stat.S_ISBLK, "a device"), (stat.S_ISDIR, "a directory")):
+        if test(mode):
+            return what
+    return "a regular file"
+
+
+def _host_destination(raw: str, name: str) -> tuple[int, str, Path]:
+    """The directory fd, the entry name the copy will take at ``raw``, and its path."""
+    dest = Path(raw)
+    try:
+        st = os.lstat(dest)
+    except FileNotFoundError:
+        st = None
+    if st is not None and stat.S_ISDIR(st.st_mode):
+        if not name:
+            raise InvalidArgument(f"{dest} already exists: cp does not merge into a directory")
+        dir_path, final = dest, name
+    else:
+        if raw.endswith("/"):
+            raise InvalidArgument(f"destination directory {dest} does not exist")
+        dir_path, final = dest.parent, dest.name
+    try:
+        return os.open(dir_path, _DIR_FLAGS), final, dir_path / final
+    except FileNotFoundError:
+        raise InvalidArgument(f"destination directory {dir_path} does not exist") from None
+    except NotADirectoryError:
+        raise InvalidArgument(f"destination {dir_path} is not a directory") from None
+
+
+def _place(staging: int, dir_fd: int, final: str, kind: int, shown: Path) -> None:
+    """Move the received entry to ``final``: new, or over a regular file only."""
+    try:
+        st = os.stat(final, dir_fd=dir_fd, follow_symlinks=False)
+    except FileNotFoundError:
+        _rename(staging, final, dir_fd, final, _RENAME_NOREPLACE)
+        return
+    if stat.S_ISDIR(st.st_mode):
+        if kind == DIR:
+            raise InvalidArgument(f"{shown} already exists: cp does not merge into a "
+                                  "directory")
+        raise InvalidArgument(f"cannot overwrite directory {shown} with a non-directory")
+    if not stat.S_ISREG(st.st_mode):
+        raise InvalidArgument(f"cannot write to {shown}: it is {_kind_of(st.st_mode)} "
+                              "(cp only replaces regular files)")
+    if kind == DIR:
+        raise InvalidArgument(f"cannot overwrite non-directory {shown} with a directory")
+    # Exchange, then look at what we took out: if it was not a regular file after all
+    # (swapped in since the stat), put it back and refuse.
+    _rename(staging, final, dir_fd, final, _RENAME_EXCHANGE)
+    old = os.stat(final, dir_fd=staging, follow_symlinks=False)
+    if not stat.S_ISREG(old.st_mode):
+        _rename(staging, final, dir_fd, final, _RENAME_EXCHANGE)
+        raise InvalidArgument(f"cannot write to {shown}: it is {_kind_of(old.st_mode)} "
+                              "(cp only replaces regular files)")
+
+
+def copy_from_container(engine: Engine, ref: str, path: str, dest: Path | str, *,
+                        archive: bool = False) -> None:
+    """``docker cp [-a] CONTAINER:PATH DEST``."""
+    cid = engine.resolve(ref)
+    path = posixpath.normpath("/" + path)
+    parent, leaf = posixpath.split(path)
+    dir_fd, final, shown = _host_destination(os.fspath(dest), leaf)
+    staging_name = f".tuibox-cp-{secrets.token_hex(6)}"
+    uid, gid = os.getuid(), os.getgid()
+
+    def produce(out: int, proc_fd: int) -> None:
+        try:
+            parent_fd = os.open(parent, _DIR_FLAGS)
+        except (FileNotFoundError, NotADirectoryError):
+            raise CopyError(f"Could not find the file {path} in container {ref}") from None
+        try:
+            name = os.fsencode(leaf or ".")
+            try:
+                os.stat(name, dir_fd=parent_fd, follow_symlinks=False)
+            except FileNotFoundError:
+                raise CopyError(f"Could not find the file {path} in container {ref}") from None
+            Writer(out, proc_fd, devices="skip").send(parent_fd, name, top=True)
+        finally:
+            os.close(parent_fd)
 
     def consume(fd: int) -> None:
-        target_dir, final = (dest, None) if dest.is_dir() else (dest.parent, dest.name)
-        if not target_dir.is_dir():
-            raise InvalidArgument(f"destination directory {target_dir} does not exist")
-        staging = Path(tempfile.mkdtemp(prefix=".tuibox-cp-", dir=target_dir))
+        os.mkdir(staging_name, 0o700, dir_fd=dir_fd)
+        staging = os.open(staging_name, _DIR_FLAGS | os.O_NOFOLLOW, dir_fd=dir_fd)
         try:
-            with os.fdopen(os.dup(fd), "rb") as inp, tarfile.open(fileobj=inp, mode="r|") as t:
-                t.extractall(staging, filter="tar")
-            os.replace(staging / name, target_dir / (final or name))
+            owner = (lambda u, g: (u, g)) if archive else (lambda u, g: (uid, gid))
+            kind = Reader(fd, owner, strip_setid=True).receive(staging, os.fsencode(final))
+            _place(staging, dir_fd, final, kind, shown)
         finally:
-            shutil.rmtree(staging, ignore_errors=True)
+            os.close(staging)
 
-    _run_helper(engine, cid, produce, w, r, consume)
+    try:
+        _run(engine, cid, produce, consume, into=False)
+    finally:
+        with contextlib.suppress(OSError):
+            shutil.rmtree(staging_name, dir_fd=dir_fd)
+        os.close(dir_fd)
 
 
-def copy_to_container(engine: Engine, source: Path, ref: str, path: str) -> None:
-    """``docker cp SRC CONTAINER:PATH``; files arrive owned by root, modes kept."""
+# ---------------------------------------------------------------------- host → container
+
+
+def _refuse_devices(source: Path) -> None:
+    """Refuse a device node or socket anywhere in ``source`` before anything is sent."""
+    def check(path: str, st: os.stat_result) -> None:
+        if stat.S_ISCHR(st.st_mode) or stat.S_ISBLK(st.st_mode) or stat.S_ISSOCK(st.st_mode):
+            raise InvalidArgument(f"{path} is {_kind_of(st.st_mode)}: cp copies no device "
+                                  "nodes or sockets")
+
+    top = os.lstat(source)
+    check(str(source), top)
+    if stat.S_ISDIR(top.st_mode):
+        for dirpath, dirnames, filenames in os.walk(source):
+            for entry in dirnames + filenames:
+                full = os.path.join(dirpath, entry)
+                check(full, os.lstat(full))
+
+
+def copy_to_container(engine: Engine, source: Path, ref: str, path: str, *,
+                      archive: bool = False) -> None:
+    """``docker cp [-a] SRC CONTAINER:PATH``: owned by the container's root unless ``-a``."""
     cid = engine.resolve(ref)
-    if not source.exists() and not source.is_symlink():
+    if not os.path.lexists(source):
         raise InvalidArgument(f"could not find the file {source}")
-    if not path.startswith("/"):
-        path = "/" + path
-    name = source.name
-    r, w = os.pipe2(os.O_CLOEXEC)
+    _refuse_devices(source)
+    trailing = path.endswith("/")
+    path = posixpath.normpath("/" + path)
+    name = os.fsencode(source.name or source.resolve().name)
+    if not name:
+        raise InvalidArgument(f"cannot copy {source}: give a named file or directory")
 
-    def consume() -> None:
-        if os.path.isdir(path):
+    def consume(inp: int, _proc_fd: int) -> None:
+        if os.path.isdir(path):  # resolved in the container's root: cannot leave it
             target_dir, final = path, name
-        elif path.endswith("/"):
-            raise InvalidArgument(f"no such directory in the container: {path}")
+        elif trailing:
+            raise CopyError(f"no such directory in the container: {path}")
         else:
-            target_dir, final = posixpath.dirname(path) or "/", posixpath.basename(path)
+            target_dir, leaf = posixpath.split(path)
             if not os.path.isdir(target_dir):
-                raise InvalidArgument(f"no such directory in the container: {target_dir}")
-        with os.fdopen(os.dup(r), "rb") as inp, tarfile.open(fileobj=inp, mode="r|") as tar:
-            for member in tar:
-                member.uid = member.gid = 0
-                member.uname = member.gname = "root"
-                if member.name == name or member.name.startswith(name + "/"):
-                    member.name = final + member.name[len(name):]
-                tar.extract(member, target_dir, filter="tar")
+                raise CopyError(f"no such directory in the container: {target_dir}")
+            final = os.fsencode(leaf)
+        dir_fd = os.open(target_dir, _DIR_FLAGS)
+        try:
+            owner = (lambda u, g: (u, g)) if archive else (lambda u, g: (0, 0))
+            Reader(inp, owner, merge=True).receive(dir_fd, final)
+        finally:
+            os.close(dir_fd)
 
-    def produce(fd: int) -> None:
-        with os.fdopen(os.dup(fd), "wb") as out, tarfile.open(fileobj=out, mode="w|") as tar:
-            tar.add(str(source), arcname=name)
+    def produce(out: int) -> None:
+        proc_fd = os.open("/proc/self/fd", _DIR_FLAGS)
+        parent_fd = os.open(source.parent, _DIR_FLAGS)
+        try:
+            Writer(out, proc_fd, devices="refuse").send(parent_fd, name, top=True)
+        finally:
+            os.close(parent_fd)
+            os.close(proc_fd)
 
-    _run_helper(engine, cid, consume, r, w, produce)
+    _run(engine, cid, consume, produce, into=True)
