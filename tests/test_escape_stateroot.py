@@ -13,6 +13,7 @@ import secrets
 import shutil
 import stat
 import subprocess
+import sys
 import tempfile
 import time
 from collections.abc import Iterator
@@ -203,3 +204,16 @@ def test_device_nodes_do_not_open_in_rootfs_or_volumes(engine: Engine, cli: Cli,
     ro = cli(*RUN, "--rm", "--read-only", "devnode:1", "sh", "-c",
              "grep ' / ' /proc/mounts").stdout.split()[3].split(",")
     assert "ro" in ro and "nodev" in ro
+
+
+def test_a_root_another_user_made_is_refused(root: Path, stranger: Stranger) -> None:
+    """``--root /tmp/x`` where a local user made /tmp/x first: they would own our state."""
+    root.mkdir()
+    os.chmod(root, 0o755)
+    os.chown(root, stranger.uid, stranger.gid)
+    got = subprocess.run([sys.executable, "-m", "tuibox", "--root", str(root), "ps"],
+                         capture_output=True, text=True, timeout=60)
+    assert got.returncode == 125
+    assert got.stderr == (f"tuibox: state root {root} is owned by uid {stranger.uid}, not "
+                          f"by uid 0 who runs tuibox\n")
+    assert mode(root) == 0o755 and os.listdir(root) == []  # nothing made in it

@@ -99,8 +99,11 @@ class StatePaths:
         """Create the root and its top-level dirs 0700: no other user may reach image
         layers, containers' files or their environments.  An older root's dirs are
         tightened here (a stat each); ``stateperms.tighten`` does the rest."""
-        self.root.mkdir(mode=PRIVATE_DIR, parents=True, exist_ok=True)
-        owner = os.stat(self.root).st_uid
+        try:
+            owner = os.stat(self.root).st_uid
+        except FileNotFoundError:
+            self.root.mkdir(mode=PRIVATE_DIR, parents=True, exist_ok=True)
+            owner = os.stat(self.root).st_uid
         if owner != os.geteuid():
             # Another user made (and so controls) the directory: nothing in it is safe.
             raise InvalidArgument(f"state root {self.root} is owned by uid {owner}, "
@@ -119,9 +122,14 @@ class StatePaths:
 PRIVATE_DIR = 0o700
 
 
-def private_dir(path: Path) -> None:
-    """``mkdir`` a directory 0700, or make an existing one 0700 (one stat when it is)."""
-    with contextlib.suppress(FileExistsError):
-        os.mkdir(path, PRIVATE_DIR)  # the umask can only take bits away from 0700
-    if stat.S_IMODE(os.stat(path).st_mode) != PRIVATE_DIR:
+def private_dir(path: Path) -> os.stat_result:
+    """A directory that is 0700: made so, or made so now (one stat when it already is)."""
+    try:
+        st = os.stat(path)
+    except FileNotFoundError:
+        with contextlib.suppress(FileExistsError):
+            os.mkdir(path, PRIVATE_DIR)  # the umask can only take bits away from 0700
+        st = os.stat(path)
+    if stat.S_IMODE(st.st_mode) != PRIVATE_DIR:
         os.chmod(path, PRIVATE_DIR)
+    return st
