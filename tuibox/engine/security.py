@@ -15,17 +15,27 @@ import os
 import re
 import stat
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from pydantic import Field, ValidationError
 
 from .errors import InvalidArgument
-from .models import DeviceMapping, Record, RunOptions, SecurityConfig
+from .idranges import parse_userns
+from .models import ContainerConfig, DeviceMapping, Record, RunOptions, SecurityConfig
 from .runtime.capabilities import ALL_CAPS, DEFAULT_CAPS, mask_of
 from .runtime.seccomp_profile import ProfileError
 from .runtime.seccomp_profile import parse as parse_profile
 
+if TYPE_CHECKING:
+    from .runtime.seccomp import Program
+
 DAEMON_CONFIG = "daemon.json"
 _RULE = re.compile(r"^([abc]) ([0-9]+|\*):([0-9]+|\*) ([rwm]{1,3})$")
+
+
+class AddressPool(Record):
+    base: str
+    size: int
 
 
 class EngineDefaults(Record):
@@ -33,7 +43,12 @@ class EngineDefaults(Record):
 
     no_new_privileges: bool = Field(False, alias="no-new-privileges")
     userns: str = "host"  # "host" or "auto"
+    userns_user: str = Field("containers", alias="userns-user")  # whose /etc/subuid ids
     seccomp_profile: str = Field("", alias="seccomp-profile")  # a JSON profile's path
+    # Docker's key: where bridge networks take their subnets, e.g.
+    # [{"base": "10.200.0.0/16", "size": 24}]; empty = tuibox's and Docker's defaults.
+    default_address_pools: list[AddressPool] = Field(default_factory=list,
+                                                     alias="default-address-pools")
 
 
 def engine_defaults(root: Path) -> EngineDefaults:
@@ -146,14 +161,16 @@ def security_for(opts: RunOptions, root: Path) -> SecurityConfig:
     for spec in opts.devices:
         sec.devices.extend(parse_device(spec))
     sec.device_cgroup_rules = [parse_cgroup_rule(r) for r in opts.device_cgroup_rules]
-    userns = defaults.userns if opts.userns is None else (opts.userns or "host")
-    if userns not in ("host", "auto"):
-        raise InvalidArgument(f"invalid --userns {userns!r}: tuibox knows host and auto")
-    if opts.privileged and opts.userns == "auto":
+    userns, _ = parse_userns(defaults.userns if opts.userns is None else (opts.userns or "host"))
+    if opts.privileged and opts.userns is not None and opts.userns.startswith("auto"):
         raise InvalidArgument("privileged mode is incompatible with user namespaces; "
                               "use --userns=host with --privileged")
     # A privileged container asked for the host's ids, even where auto is the default.
     sec.userns = "host" if opts.privileged else userns  # type: ignore[assignment]
+    if sec.userns == "auto" and sec.devices:
+        # A user namespace may not make device nodes; binding the host's is not done yet.
+        raise InvalidArgument("--device is not supported with --userns=auto yet; add "
+                              "--userns=host")
     _compiles(sec)
     return sec
 
@@ -193,6 +210,24 @@ def _checked_profile(value: str) -> str:
     return json.dumps(json.loads(value), separators=(",", ":"))
 
 
+def joined_confinement(config: ContainerConfig, directory: Path, *, privileged: bool = False
+                       ) -> tuple[int, bool, Program | None]:
+    """(capabilities, no_new_privs, seccomp filter) for a process that joins a running
+    container, as Docker gives an exec'd one: the container's own, except that
+    ``exec --privileged`` gets all our capabilities (the filter stays, as in Docker).
+    The filter is the one its PID 1 loaded, kept by the supervisor at start."""
+    from .runtime import capabilities, seccomp
+
+    sec = config.security
+    ours = capabilities.own_permitted()
+    try:
+        program = seccomp.saved(directory)
+    except OSError:  # started by an older tuibox: compile what its PID 1 got
+        program = seccomp.program_for(sec.seccomp, cap_mask(sec) & ours,
+                                      privileged=sec.privileged)
+    return (ours if privileged else cap_mask(sec) & ours), sec.no_new_privs, program
+
+
 def _compiles(sec: SecurityConfig) -> None:
     """A user's profile compiled now, for this container's capabilities: what libseccomp
     refuses is an error at create, never at a start."""
@@ -202,7 +237,6 @@ def _compiles(sec: SecurityConfig) -> None:
         check(sec.seccomp, cap_mask(sec))
     except ProfileError as exc:
         raise InvalidArgument(f"invalid seccomp profile: {exc}") from None
-
 
 
 def _profile_text(path: Path) -> str:

@@ -13,7 +13,7 @@ import ipaddress
 import os
 import re
 import secrets
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 
 from ..containers import now
@@ -27,8 +27,29 @@ BUILTIN = "bridge"
 PSEUDO = ("host", "none")  # listed like docker's, but nothing to set up
 NAME = re.compile(r"^[a-zA-Z0-9][a-zA-Z0-9_.-]{0,63}$")
 # Ranges tried in order when no subnet is given; each is skipped while the host routes it.
-BUILTIN_CANDIDATES = [f"10.{n}.0.0/16" for n in range(87, 80, -1)]
+# tuibox's own /16s first (what earlier versions used), then Docker's default pools:
+# 172.17-31/16 and 192.168.0.0/16 in /20s.  Ranges the host routes are skipped.
+BUILTIN_POOLS = [*(f"10.{n}.0.0/16" for n in range(87, 80, -1)),
+                 *(f"172.{n}.0.0/16" for n in range(17, 32)),
+                 *(str(net) for net in ipaddress.IPv4Network("192.168.0.0/16").subnets(
+                     new_prefix=20))]
 USER_POOL = [f"10.{a}.{b}.0/24" for a in range(90, 100) for b in range(256)]
+
+
+def _pools(root: Path, fallback: builtins.list[str]) -> Iterator[str]:
+    """``default-address-pools`` from the root's daemon.json, else ``fallback``."""
+    from ..security import engine_defaults
+
+    pools = engine_defaults(root).default_address_pools
+    if not pools:
+        yield from fallback
+        return
+    for pool in pools:
+        try:
+            base = ipaddress.IPv4Network(pool.base)
+            yield from (str(net) for net in base.subnets(new_prefix=pool.size))
+        except ValueError as exc:
+            raise InvalidArgument(f"default-address-pools in daemon.json: {exc}") from None
 
 
 class NetworkNotFound(NotFound):
@@ -194,7 +215,7 @@ class NetworkStore:
             else:
                 if gateway:
                     raise InvalidArgument("--gateway needs --subnet")
-                net, gw = self._free_subnet(USER_POOL, others)
+                net, gw = self._free_subnet(_pools(self.paths.root, USER_POOL), others)
             net_id = secrets.token_hex(32)
             record = NetworkRecord(id=net_id, name=name, created=now(), subnet=net, gateway=gw,
                                    bridge=f"tbx-{net_id[:11]}", internal=internal, mtu=mtu,
@@ -217,7 +238,7 @@ class NetworkStore:
 
     # ------------------------------------------------------------------ IPAM
 
-    def _free_subnet(self, candidates: builtins.list[str], others: builtins.list[NetworkRecord],
+    def _free_subnet(self, candidates: Iterable[str], others: builtins.list[NetworkRecord],
                      exclude_dev: str = "") -> tuple[str, str]:
         taken = [ipaddress.IPv4Network(o.subnet) for o in others if o.subnet]
         taken += [net for _, net in host_routes(exclude_dev)]
@@ -225,7 +246,10 @@ class NetworkStore:
             net = ipaddress.IPv4Network(cand)
             if not any(net.overlaps(t) for t in taken):
                 return str(net), str(next(net.hosts()))
-        raise Conflict("no free address range left for a network: give one with --subnet")
+        raise Conflict(f"no free address range left for a network: every range of the "
+                       f"address pools is in use or routed on this host (set "
+                       f'"default-address-pools" in {self.paths.root}/daemon.json, '
+                       f"or give one with --subnet)")
 
     def allocate(self, name: str, *, container_id: str, container_name: str, hostname: str,
                  aliases: builtins.list[str], ifname: str,
@@ -274,7 +298,8 @@ class NetworkStore:
             if not any(net.overlaps(mine) for _, net in host_routes(record.bridge)):
                 return
         others = [r for r in self._read_all() if not r.builtin]
-        record.subnet, record.gateway = self._free_subnet(BUILTIN_CANDIDATES, others,
+        pools = _pools(self.paths.root, BUILTIN_POOLS)
+        record.subnet, record.gateway = self._free_subnet(pools, others,
                                                           exclude_dev=record.bridge)
 
     def release(self, name: str, container_id: str) -> NetworkRecord | None:
