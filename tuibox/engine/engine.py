@@ -24,6 +24,7 @@ from .models import (
     ContainerConfig,
     ContainerState,
     Event,
+    IdRange,
     LogOptions,
     PortBinding,
     ProcessInfo,
@@ -147,12 +148,15 @@ class Engine:
         process = build_process(image.config, opts, hostname)
         name = self.containers.reserve_name(opts.name, cid)
         cdir = self.containers.dir(cid)
+        ids_held = contextlib.ExitStack()  # the --userns=auto allocation lock
         try:
             mounts = materialize(mounts, self.volumes, self.images.layer_dirs(image))
             cdir.mkdir(mode=0o700)  # config (its env), upper dir, logs: root's only
             for sub in ("upper", "work", "rootfs"):
                 (cdir / sub).mkdir(mode=0o700)
             os.chmod(cdir / "upper", 0o755)  # it is the container's "/": not the umask's
+            if security.userns == "auto":
+                security.id_range = self._claim_ids(ids_held, opts.userns, cdir)
             config = ContainerConfig(
                 id=cid, name=name, created=now(), image=opts.image, image_id=image.id,
                 process=process, entrypoint=opts.entrypoint, cmd=opts.command or None,
@@ -174,8 +178,22 @@ class Engine:
             shutil.rmtree(cdir, ignore_errors=True)
             self.containers.release_name(name, cid)
             raise
+        finally:
+            ids_held.close()  # the config records the range now: others see it taken
         self.containers.emit("create", cid, name, image=opts.image)
         return config
+
+    def _claim_ids(self, held: contextlib.ExitStack, userns: str | None,
+                   cdir: Path) -> IdRange:
+        """``--userns=auto``: host ids for the container, its upper dir owned by its root."""
+        from .idranges import claim, give_to_root
+        from .security import engine_defaults
+
+        user = engine_defaults(self.paths.root).userns_user
+        ids = claim(held, root=self.paths.root, store=self.containers, userns=userns,
+                    user=user)
+        give_to_root([cdir / "upper", cdir / "work"], ids)
+        return ids
 
     def start(self, ref: str) -> int:
         """Start a created or exited container; returns its PID 1's host pid."""

@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, NoReturn, TypeVar
 
 from . import _libc, capabilities, seccomp
+from .userns import attach_here
 from .users import resolve_user
 
 if TYPE_CHECKING:
@@ -70,6 +71,7 @@ class MountSpec:
     read_only: bool = False
     options: str = ""
     volume: bool = False  # a volume's _data: mounted nosuid,nodev
+    idmap: bool = False  # the container's own file (/etc/hosts …): idmapped with a userns
 
 
 @dataclass
@@ -97,6 +99,11 @@ class InitPlan:
     pty_sock: int = -1  # with a TTY: where the pty master goes (to the supervisor)
     winsize: bytes = b""
     security: SecurityConfig | None = None  # None: Docker's defaults
+    # --userns=auto: detached mounts made before the user namespace (runtime/userns.py):
+    # the idmapped rootfs, a sysfs of a netns the container does not own, the binds.
+    rootfs_fd: int = -1
+    sys_fd: int = -1
+    opened: list[tuple[MountSpec, int]] | None = None
 
 
 class StepFailed(Exception):
@@ -160,7 +167,17 @@ def _mount_proc(rootfs: Path) -> None:
     _libc.mount("proc", str(rootfs / "proc"), "proc", NOSUID | NOEXEC | NODEV)
 
 
-def _mount_dev(rootfs: Path) -> None:
+def _bind_host_device(path: Path, name: str, major: int, minor: int) -> None:
+    """In a user namespace mknod is refused: bind the host's node (runc does the same)."""
+    host = f"/dev/{name}"
+    st = os.stat(host)
+    if not stat.S_ISCHR(st.st_mode) or st.st_rdev != os.makedev(major, minor):
+        raise StepFailed("mount /dev", errno.ENODEV, f"{host} is not device {major}:{minor}")
+    os.close(os.open(path, os.O_CREAT | os.O_WRONLY | os.O_CLOEXEC, 0o666))
+    _libc.mount(host, str(path), None, _libc.MS_BIND)
+
+
+def _mount_dev(rootfs: Path, *, userns: bool = False) -> None:
     dev = rootfs / "dev"
     _make_dir(dev)
     _libc.mount("tmpfs", str(dev), "tmpfs", NOSUID | _libc.MS_STRICTATIME,
@@ -168,7 +185,10 @@ def _mount_dev(rootfs: Path) -> None:
     old_umask = os.umask(0)
     try:
         for name, major, minor in DEVICES:
-            os.mknod(dev / name, 0o666 | stat.S_IFCHR, os.makedev(major, minor))
+            if userns:
+                _bind_host_device(dev / name, name, major, minor)
+            else:
+                os.mknod(dev / name, 0o666 | stat.S_IFCHR, os.makedev(major, minor))
     finally:
         os.umask(old_umask)
     for name, target in DEV_LINKS:
@@ -195,7 +215,10 @@ def _mount_sys(plan: InitPlan, rootfs: Path) -> None:
     # devices, and none of the host's submounts under /sys (debugfs, bpffs, securityfs …),
     # which a recursive bind would carry in with their own, writable, flags.
     try:
-        _libc.mount("sysfs", str(sys_dir), "sysfs", ro)
+        if plan.sys_fd >= 0:  # made by C1 while it was host root (runtime/userns.py)
+            _libc.move_mount(plan.sys_fd, str(sys_dir))
+        else:
+            _libc.mount("sysfs", str(sys_dir), "sysfs", ro)
     except OSError as exc:
         if exc.errno != errno.EPERM or plan.new_net:
             raise
@@ -228,15 +251,18 @@ def _mount_sys(plan: InitPlan, rootfs: Path) -> None:
     _libc.mount(None, str(cg), None, _libc.MS_REMOUNT | ro)
 
 
-def _open_sources(plan: InitPlan) -> list[tuple[MountSpec, int]]:
+def open_sources(plan: InitPlan) -> list[tuple[MountSpec, int]]:
     """Host-side sources, cloned as detached mounts while the host is still visible.
 
     They are attached after pivot_root, so every target path is resolved inside the
     container's root: an image's symlink cannot aim a mount at the host (crun pre-opens
-    its mounts with open_tree the same way).
+    its mounts with open_tree the same way).  The container's hostname, hosts and
+    resolv.conf come first.
     """
+    etc = [MountSpec("bind", str(plan.container_dir / name), f"/etc/{name}", plan.read_only,
+                     idmap=True) for name in ("hostname", "hosts", "resolv.conf")]
     opened = []
-    for spec in plan.mounts:
+    for spec in etc + plan.mounts:
         fd = -1
         if spec.kind == "bind":
             fd = _libc.open_tree(spec.source, recursive=os.path.isdir(spec.source))
@@ -313,8 +339,14 @@ def _mask_and_protect() -> None:
                     _libc.MS_BIND | _libc.MS_REMOUNT | _libc.MS_RDONLY | NOSUID | NODEV | NOEXEC)
 
 
-def _loopback_up() -> None:
+def loopback_up() -> None:
     with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        # Already up (C1 brought up a netns the container's user namespace cannot manage):
+        # nothing to do, and nothing it may do.
+        flags = struct.unpack_from("16sH", fcntl.ioctl(s.fileno(), 0x8913,  # SIOCGIFFLAGS
+                                                       struct.pack("16s24x", b"lo")))[1]
+        if flags & 0x1:
+            return
         ifr = struct.pack("16sH14x", b"lo", 0x1 | 0x8 | 0x40)  # IFF_UP|LOOPBACK|RUNNING
         fcntl.ioctl(s.fileno(), 0x8914, ifr)  # SIOCSIFFLAGS
 
@@ -363,12 +395,19 @@ def container_init(plan: InitPlan, err_fd: int) -> NoReturn:
 
 
 def _run(plan: InitPlan, err_fd: int) -> None:
-    rootfs = plan.container_dir / "rootfs"
+    userns = plan.rootfs_fd >= 0
+    # With a user namespace the private state dir is out of the container root's reach:
+    # its root file system is reached through the fd of the detached overlay instead.
+    rootfs = Path(f"/proc/self/fd/{plan.rootfs_fd}") if userns \
+        else plan.container_dir / "rootfs"
     _step("mount propagation",
           lambda: _libc.mount(None, "/", None, _libc.MS_REC | _libc.MS_PRIVATE))
-    _step("mount rootfs", lambda: mount_overlay(plan.layer_dirs, plan.container_dir))
+    if userns:  # C1's working directory is the rootfs dir (runtime/userns.py)
+        _step("mount rootfs", lambda: attach_here(plan.rootfs_fd))
+    else:
+        _step("mount rootfs", lambda: mount_overlay(plan.layer_dirs, plan.container_dir))
     _step("mount /proc", lambda: _mount_proc(rootfs))
-    _step("mount /dev", lambda: _mount_dev(rootfs))
+    _step("mount /dev", lambda: _mount_dev(rootfs, userns=userns))
     slave = -1
     if plan.tty:
 
@@ -378,15 +417,13 @@ def _run(plan: InitPlan, err_fd: int) -> None:
 
         _step("tty", console)
     _step("mount /sys", lambda: _mount_sys(plan, rootfs))
-    etc = [MountSpec("bind", str(plan.container_dir / name), f"/etc/{name}", plan.read_only)
-           for name in ("hostname", "hosts", "resolv.conf")]
-    plan.mounts = etc + plan.mounts
-    opened: list[tuple[MountSpec, int]] = []
+    opened: list[tuple[MountSpec, int]] = list(plan.opened or [])
 
     def sources() -> None:
-        opened.extend(_open_sources(plan))
+        opened.extend(open_sources(plan))
 
-    _step("mount sources", sources)
+    if plan.opened is None:  # with a user namespace C1 opened them as host root
+        _step("mount sources", sources)
     _step("pivot_root", lambda: _pivot(rootfs))
     _step("mounts", functools.partial(_mount_all, opened))
     sec = plan.security
@@ -397,7 +434,7 @@ def _run(plan: InitPlan, err_fd: int) -> None:
             None, "/", None, _libc.MS_REMOUNT | _libc.MS_BIND | _libc.MS_RDONLY | NODEV))
     _step("hostname", lambda: _libc.sethostname(plan.hostname))
     if plan.new_net:
-        _step("loopback", _loopback_up)
+        _step("loopback", loopback_up)
     _step("rlimits", lambda: _set_rlimits(plan))
 
     env = list(plan.env)

@@ -21,8 +21,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..errors import SetupError
-from . import _libc
-from .init import InitPlan, container_init
+from . import _libc, userns
+from .init import InitPlan, container_init, loopback_up, open_sources
 
 F_SETPIPE_SZ = 1031
 PIPE_SIZE = 1 << 20  # a 1 MiB pipe rides out a busy or restarting supervisor
@@ -71,7 +71,7 @@ def _reset_signals() -> None:
 
 
 def _first_child(plan: InitPlan, flags: int, sync: socket.socket, out_w: int, err_w: int,
-                 exec_w: int, in_r: int) -> None:
+                 exec_w: int, in_r: int, ids: tuple[int, int] | None) -> None:
     """C1: wait until the parent placed us in the cgroup, unshare, fork PID 1."""
     stage = "stdio"
     try:
@@ -90,6 +90,12 @@ def _first_child(plan: InitPlan, flags: int, sync: socket.socket, out_w: int, er
         if plan.net_fd >= 0:  # the network the supervisor set up (veth, address, routes)
             _libc.setns(plan.net_fd, _libc.CLONE_NEWNET)
             os.close(plan.net_fd)
+        if ids is not None:
+            stage = "mount sources"
+            _before_userns(plan)
+            stage = "user namespace"
+            _enter_userns(plan, sync)
+            stage = "namespaces"
         _libc.unshare(flags)
         stage = "fork"
         pid = os.fork()
@@ -102,6 +108,73 @@ def _first_child(plan: InitPlan, flags: int, sync: socket.socket, out_w: int, er
             os.write(exec_w, json.dumps({"stage": stage, "errno": getattr(exc, "errno", 0) or 0,
                                          "detail": str(exc), "exit_code": 125}).encode())
         os._exit(125)
+
+
+def _id_range(plan: InitPlan) -> tuple[int, int] | None:
+    sec = plan.security
+    if sec is None or sec.userns != "auto":
+        return None
+    if sec.id_range is None:
+        raise SetupError("user namespace", "the container has no id range (recreate it)")
+    return sec.id_range.start, sec.id_range.size
+
+
+def _before_userns(plan: InitPlan) -> None:
+    """C1, still host root: what the container's root will not be allowed to do."""
+    if plan.net_fd >= 0 or not plan.new_net:
+        # A netns the user namespace will not own (the supervisor's, another container's,
+        # the host's): only host root may mount its sysfs or bring its loopback up.
+        plan.sys_fd = userns.sysfs_fd()
+        if plan.new_net:
+            loopback_up()
+    plan.opened = open_sources(plan)  # under the private state root, too
+    os.chdir(plan.container_dir / "rootfs")  # PID 1 attaches the rootfs here
+
+
+def _enter_userns(plan: InitPlan, sync: socket.socket) -> None:
+    """C1: a new user namespace, mapped by the supervisor; then be its root."""
+    assert plan.opened is not None
+    _libc.unshare(_libc.CLONE_NEWUSER)
+    # The container's own files (volumes, /etc/hosts …) go to the supervisor to be shown
+    # through the id mapping; the detached mounts are shared, so nothing comes back.
+    own = [fd for spec, fd in plan.opened if spec.idmap or spec.volume]
+    socket.send_fds(sync, [b"userns"], own)
+    msg, fds, _, _ = socket.recv_fds(sync, 16, 1)
+    if msg != b"mapped" or len(fds) != 1:
+        os._exit(125)  # the supervisor failed and reports why
+    plan.rootfs_fd = fds[0]
+    userns.become_root()
+
+
+def _map_userns(plan: InitPlan, c1: int, sync: socket.socket, ids: tuple[int, int]) -> None:
+    """Supervisor: write C1's id maps, idmap its files, build the idmapped rootfs."""
+    msg, fds, _, _ = socket.recv_fds(sync, 16, 253)
+    try:
+        if msg != b"userns":
+            return  # C1 failed first: its report on the exec-error pipe says why
+        try:
+            userns.write_maps(c1, *ids)
+            ns_fd = userns.open_userns(c1)
+        except OSError as exc:
+            raise SetupError("user namespace", f"cannot map ids {ids[0]}+{ids[1]}: "
+                             f"{exc.strerror}", errno=exc.errno or 0) from exc
+        try:
+            for fd in fds:
+                userns.idmap(fd, ns_fd, recursive=True)
+            rootfs = userns.idmapped_rootfs(plan.layer_dirs, str(plan.container_dir / "upper"),
+                                            str(plan.container_dir / "work"), ns_fd)
+        except OSError as exc:
+            raise SetupError("idmapped mounts", f"{exc} (the kernel or the file system of "
+                             f"the state root cannot idmap it)", errno=exc.errno or 0) from exc
+        finally:
+            os.close(ns_fd)
+        try:
+            socket.send_fds(sync, [b"mapped"], [rootfs])
+        finally:
+            os.close(rootfs)
+    finally:
+        for fd in fds:
+            os.close(fd)
 
 
 def _pipe() -> tuple[int, int]:
@@ -127,6 +200,7 @@ def _read_report(fd: int) -> bytes:
 def spawn(plan: InitPlan, *, cgroup_procs: list[Path]) -> Spawned:
     """Start the container described by ``plan``; raise ``SetupError`` naming the step."""
     own_net = plan.new_net and plan.net_fd < 0
+    ids = _id_range(plan)
     flags = BASE_NAMESPACES | (_libc.CLONE_NEWNET if own_net else 0)
     out_r, out_w = _pipe()
     err_r, err_w = _pipe()
@@ -144,7 +218,7 @@ def spawn(plan: InitPlan, *, cgroup_procs: list[Path]) -> Spawned:
         for fd in (out_r, err_r, exec_r, in_w):
             if fd >= 0:
                 os.close(fd)
-        _first_child(plan, flags, child_sync, out_w, err_w, exec_w, in_r)
+        _first_child(plan, flags, child_sync, out_w, err_w, exec_w, in_r, ids)
     child_sync.close()
     if child_pty is not None:
         child_pty.close()
@@ -161,6 +235,8 @@ def spawn(plan: InitPlan, *, cgroup_procs: list[Path]) -> Spawned:
             raise SetupError("cgroup", f"cannot join {procs}: {exc.strerror}",
                              errno=exc.errno or 0) from exc
         parent_sync.send(b"go")
+        if ids is not None:
+            _map_userns(plan, c1, parent_sync, ids)
         raw = parent_sync.recv(32)
         pid = int(raw) if raw else 0
         os.waitpid(c1, 0)
