@@ -158,6 +158,30 @@ def test_sticky_dir_keeps_the_host_file(engine: Engine, auto_root: tuple[str, in
     assert (shared / "root-owned").read_text() == "host secret\n"
 
 
+def test_a_mount_under_a_bind_of_a_shared_host_mount_stays_inside(
+        engine: Engine, auto_root: tuple[str, int], tmp_path: Path) -> None:
+    # The binds are cloned from the host's mount namespace (the container's root may not
+    # reach the private state root): a clone keeps its source's peer group unless made
+    # private, and the tmpfs below would then appear on the host.
+    import subprocess
+
+    shared = tmp_path / "shared"
+    shared.mkdir()
+    subprocess.run(["mount", "-t", "tmpfs", "tmpfs", str(shared)], check=True)
+    try:
+        subprocess.run(["mount", "--make-shared", str(shared)], check=True)
+        cid = engine.run(RunOptions(image="busybox", command=["sleep", "60"], userns="auto",
+                                    network="none", tmpfs=["/b/t"],
+                                    volumes=[f"{shared}:/b"])).id
+        with open(f"/proc/{engine.containers.state(cid).pid}/mountinfo") as f:
+            assert " /b/t " in f.read()
+        with open("/proc/self/mountinfo") as f:
+            assert f"{shared}/t " not in f.read()
+        engine.remove(cid, force=True)
+    finally:
+        subprocess.run(["umount", "-R", str(shared)], check=True)
+
+
 def test_image_files_are_root_owned_inside_and_the_rootfs_is_writable(
         engine: Engine, auto_root: tuple[str, int]) -> None:
     start = auto_root[1]

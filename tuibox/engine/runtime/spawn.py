@@ -128,6 +128,9 @@ def _before_userns(plan: InitPlan) -> None:
         if plan.new_net:
             loopback_up()
     plan.opened = open_sources(plan)  # under the private state root, too
+    for _, fd in plan.opened:
+        if fd >= 0:  # cloned from the host's mount namespace, not the container's
+            userns.make_private(fd)
     os.chdir(plan.container_dir / "rootfs")  # PID 1 attaches the rootfs here
 
 

@@ -63,6 +63,15 @@ def idmap(tree_fd: int, userns_fd: int, *, recursive: bool) -> None:
              b"", ctypes.c_uint(flags), ctypes.byref(attr), ctypes.c_size_t(ctypes.sizeof(attr)))
 
 
+def make_private(tree_fd: int) -> None:
+    """No mount propagation between a detached clone of a host mount and the host: a clone
+    keeps its source's peer group, so a mount made under it would appear on the host."""
+    attr = _MountAttr(propagation=_libc.MS_PRIVATE)
+    _syscall(SYS_MOUNT_SETATTR, "mount_setattr(MS_PRIVATE)", ctypes.c_int(tree_fd), b"",
+             ctypes.c_uint(_libc.AT_EMPTY_PATH | _libc.AT_RECURSIVE), ctypes.byref(attr),
+             ctypes.c_size_t(ctypes.sizeof(attr)))
+
+
 def _fsopen(fstype: str) -> int:
     return _syscall(SYS_FSOPEN, f"fsopen {fstype}", fstype.encode(), ctypes.c_uint(FSOPEN_CLOEXEC))
 
