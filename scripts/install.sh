@@ -8,7 +8,8 @@ packages="busybox-static ca-certificates libseccomp2 nftables iproute2"
 if [ "${1:-}" = "--test" ]; then
     # docker-registry + apache2-utils (htpasswd) + openssl: the loopback registries the
     # pull tests start; skopeo fills them; tmux drives the dashboard end to end.
-    packages="$packages skopeo tmux docker-registry apache2-utils openssl"
+    # qemu-system-x86 + tini: the pure cgroup v2 guest the v2guest tests boot.
+    packages="$packages skopeo tmux docker-registry apache2-utils openssl qemu-system-x86 tini"
 fi
 missing=""
 for p in $packages; do
@@ -40,3 +41,11 @@ extra=""
 # compat: a plain path entry, not an import hook (the hook costs every CLI start ~5 ms)
 .venv/bin/python -m pip install -q -e ".$extra" --config-settings editable_mode=compat
 ln -sf "$(pwd)/.venv/bin/tuibox" /usr/local/bin/tuibox
+
+# The v2 guest's kernel and initramfs, built once into its cache (skipped when there).
+guest=${TUIBOX_V2GUEST:-../shared/v2guest}
+work=${V2GUEST_WORK:-/var/tmp/v2guest}
+if [ "${1:-}" = "--test" ] && [ -x "$guest/build-initramfs.sh" ] \
+        && ! { [ -e "$work/initramfs.cpio" ] && [ -e "$work/kernel/vmlinuz" ]; }; then
+    V2GUEST_WORK=$work bash "$guest/build-initramfs.sh" kvm
+fi

@@ -167,10 +167,6 @@ def security_for(opts: RunOptions, root: Path) -> SecurityConfig:
                               "use --userns=host with --privileged")
     # A privileged container asked for the host's ids, even where auto is the default.
     sec.userns = "host" if opts.privileged else userns  # type: ignore[assignment]
-    if sec.userns == "auto" and sec.devices:
-        # A user namespace may not make device nodes; binding the host's is not done yet.
-        raise InvalidArgument("--device is not supported with --userns=auto yet; add "
-                              "--userns=host")
     _compiles(sec)
     return sec
 

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Protocol
 
 if TYPE_CHECKING:
+    from .devices import DevicePolicy
     from .files import Counters
     from .resources import Resources
 
@@ -49,6 +50,10 @@ class CgroupDriver(Protocol):
 
     def apply(self, rel: str, res: Resources) -> None:
         """Write every limit that is set; a knob the host lacks is a clear error."""
+
+    def apply_devices(self, rel: str, policy: DevicePolicy) -> None:
+        """Let the cgroup's processes open only the devices ``policy`` allows (before any
+        process joins); a failure is a ``SetupError``, never an unconfined container."""
 
     def freeze(self, rel: str) -> None:
         """Freeze every process of the cgroup and wait until the kernel says frozen."""

@@ -14,8 +14,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ..errors import InvalidArgument
+from ..errors import InvalidArgument, SetupError
 from . import files
+from .devices import DevicePolicy, apply_v1
 from .driver import create_retrying, remove_dirs
 from .resources import Resources
 
@@ -159,6 +160,12 @@ class V1Driver:
             raise InvalidArgument("--pids-limit needs the pids cgroup controller, which this "
                                   "host does not have")
         self._blkio(rel, res)
+
+    def apply_devices(self, rel: str, policy: DevicePolicy) -> None:
+        if not self.has("devices"):
+            raise SetupError("devices cgroup", "the devices cgroup controller is not mounted "
+                             "on this host: containers could open any device")
+        apply_v1(self.dir("devices", rel), policy)
 
     def _memory(self, rel: str, res: Resources) -> None:
         if res.memory is None and res.memory_reservation is None and not res.oom_kill_disable:

@@ -10,7 +10,8 @@ from __future__ import annotations
 from pathlib import Path
 
 from ..errors import InvalidArgument
-from . import files
+from . import bpf_devices, files
+from .devices import DevicePolicy
 from .driver import create_retrying, remove_dirs
 from .resources import Resources, blkio_to_io_weight, shares_to_weight
 
@@ -96,6 +97,10 @@ class V2Driver:
         for (major, minor), settings in devices.items():
             self._knob(rel, "io.max", f"{major}:{minor} {' '.join(settings)}",
                        "--device-read-bps/--device-write-bps")
+
+    def apply_devices(self, rel: str, policy: DevicePolicy) -> None:
+        # v2 has no devices files: a BPF program is the only device control there is.
+        bpf_devices.install(self.root / rel, policy)
 
     # ------------------------------------------------------------------ freezer
 

@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, NoReturn, TypeVar
 
 from . import _libc, capabilities, seccomp
+from .devnodes import DeviceNode, make_nodes
 from .userns import attach_here
 from .users import resolve_user
 
@@ -99,6 +100,7 @@ class InitPlan:
     pty_sock: int = -1  # with a TTY: where the pty master goes (to the supervisor)
     winsize: bytes = b""
     security: SecurityConfig | None = None  # None: Docker's defaults
+    device_nodes: list[DeviceNode] = field(default_factory=list)  # --device, --privileged
     # --userns=auto: detached mounts made before the user namespace (runtime/userns.py):
     # the idmapped rootfs, a sysfs of a netns the container does not own, the binds.
     rootfs_fd: int = -1
@@ -408,6 +410,7 @@ def _run(plan: InitPlan, err_fd: int) -> None:
         _step("mount rootfs", lambda: mount_overlay(plan.layer_dirs, plan.container_dir))
     _step("mount /proc", lambda: _mount_proc(rootfs))
     _step("mount /dev", lambda: _mount_dev(rootfs, userns=userns))
+    _step("devices", lambda: make_nodes(rootfs, plan.device_nodes, bind=userns))
     slave = -1
     if plan.tty:
 

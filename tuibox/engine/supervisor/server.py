@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from ..cgroups import detect_driver
+from ..cgroups.devices import policy_for
 from ..containers import ContainerStore, now
 from ..errors import RecordError, SetupError, TuiboxError
 from ..logs import LogWriter
@@ -34,6 +35,7 @@ from ..network.etcfiles import write_etc_files
 from ..network.manager import Attachment, NetworkManager
 from ..paths import StatePaths
 from ..runtime import capabilities, seccomp
+from ..runtime.devnodes import host_nodes
 from ..runtime.init import InitPlan, MountSpec
 from ..runtime.spawn import raise_nofile_limit, spawn
 from ..security import cap_mask
@@ -192,6 +194,8 @@ class Supervisor(StdioMixin):
             try:
                 self.driver.create(rel)
                 self.driver.apply(rel, config.resources)
+                nodes = host_nodes(config.security)  # the host's numbers as of this start
+                self.driver.apply_devices(rel, policy_for(config.security, nodes))
             except OSError as exc:
                 raise SetupError("cgroup", f"cannot create cgroup {rel}: {exc.strerror}") from exc
             except SetupError:
@@ -216,7 +220,7 @@ class Supervisor(StdioMixin):
                 cgroup_binds=self.driver.bind_dirs(rel), cgroup_version=self.driver.version,
                 mounts=[self._mount_spec(m) for m in config.mounts], tty=config.process.tty,
                 open_stdin=config.process.open_stdin, winsize=winsize, seccomp_program=program,
-                security=config.security,
+                security=config.security, device_nodes=nodes,
                 cap_mask=caps)
             spawned = spawn(plan, cgroup_procs=self.driver.procs_files(rel))
         except TuiboxError as exc:
