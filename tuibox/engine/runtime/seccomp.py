@@ -12,8 +12,11 @@ honoured), and a stub in front of libseccomp's program answers ENOSYS for syscal
 numbers newer than any the profile names, so a new libc's fallbacks work instead of
 failing with EPERM.
 
-Compiling takes milliseconds; the supervisor does it once per (profile, capability set)
-and each container only hands the bytes to the kernel (``load``).
+Compiling Docker's profile for x86_64, x86 and x32 takes ~50 ms; the supervisor does it
+once per (profile, capability set), keeps the bytes for ``exec`` in the container's
+directory, and each start only hands them to the kernel (``load``, ~1 ms: the kernel runs
+the filter once per syscall number to cache the constant answers).  Unlike runc 1.2 no
+SPEC_ALLOW flag is set: the kernel's own speculative-store-bypass policy stays in force.
 """
 
 from __future__ import annotations
@@ -42,6 +45,7 @@ _OPERATORS = {"SCMP_CMP_NE": 1, "SCMP_CMP_LT": 2, "SCMP_CMP_LE": 3, "SCMP_CMP_EQ
 _FLAGS = {"SECCOMP_FILTER_FLAG_TSYNC": 0,  # one thread loads it: nothing to sync
           "SECCOMP_FILTER_FLAG_LOG": 2, "SECCOMP_FILTER_FLAG_SPEC_ALLOW": 4}
 SCMP_ACT_ALLOW = _ACTIONS["SCMP_ACT_ALLOW"]
+SCMP_FLTATR_CTL_OPTIMIZE = 8
 ENOSYS_ACTION = _ACTIONS["SCMP_ACT_ERRNO"] | errno.ENOSYS
 
 # Syscalls newer than some libseccomp releases (2.5.4 stops at futex_wake, 454).  Since
@@ -84,6 +88,7 @@ def _lib() -> ctypes.CDLL | None:
             ("seccomp_arch_native", [], ctypes.c_uint32),
             ("seccomp_arch_resolve_name", [ctypes.c_char_p], ctypes.c_uint32),
             ("seccomp_arch_add", [ctypes.c_void_p, ctypes.c_uint32], ctypes.c_int),
+            ("seccomp_attr_set", [ctypes.c_void_p, ctypes.c_int, ctypes.c_uint32], ctypes.c_int),
             ("seccomp_syscall_resolve_name", [ctypes.c_char_p], ctypes.c_int),
             ("seccomp_syscall_resolve_name_arch", [ctypes.c_uint32, ctypes.c_char_p],
              ctypes.c_int),
@@ -161,6 +166,11 @@ def _build(lib: ctypes.CDLL, spec: Resolved, tokens: list[int]
     fd = os.memfd_create("tuibox-seccomp", os.MFD_CLOEXEC)
     extras: list[tuple[int, int, int]] = []
     try:
+        # A binary search over syscall numbers instead of ~400 tests in a row: the kernel
+        # runs the filter for every syscall of every architecture when it is loaded (to
+        # cache the constant answers), which this makes ~0.5 ms cheaper per start.
+        # libseccomp < 2.5 lacks the attribute: then the plain chain it is.
+        lib.seccomp_attr_set(ctx, SCMP_FLTATR_CTL_OPTIMIZE, 2)
         for token in tokens[1:]:
             rc = lib.seccomp_arch_add(ctx, token)
             if rc < 0 and rc != -errno.EEXIST:
@@ -349,15 +359,10 @@ def load(program: Program) -> None:
 
 
 def compiled() -> bytes:
-    """Docker's default profile for the default capabilities (``exec``'s old entry)."""
+    """Docker's default profile for Docker's default capabilities, as BPF code."""
     return compile_profile(DEFAULT_PROFILE, capabilities.DEFAULT_MASK).code
 
 
 def load_default_filter() -> None:
+    """The old ``exec``'s entry point (until it passes the container's own filter)."""
     load(compile_profile(DEFAULT_PROFILE, capabilities.DEFAULT_MASK))
-
-
-
-def prepare() -> None:
-    """Compile the default filter now (a no-op after the first time)."""
-    compiled()
