@@ -24,7 +24,8 @@ from ..models import ContainerConfig, ContainerNetwork, NetworkSettings, PortSpe
 from ..paths import StatePaths
 from .etcfiles import hosts_file, rewrite_in_place
 from .models import Endpoint, NetworkRecord
-from .nft import BridgeNet, Forward, Nft, ruleset, table_name
+from .nft import BridgeNet, Forward, ruleset, table_name
+from .nftlib import Nft
 from .ports import reserve
 from .store import BUILTIN, NetworkStore
 
@@ -69,6 +70,7 @@ class NetworkManager:
         self.sockets: dict[str, list[socket.socket]] = {}  # held host ports, by container
         self._netlink: Netlink | None = None
         self._nft: Nft | None = None
+        self._nft_ok = False  # nf_tables answered once: bridge networking can work here
         self._rules = ""  # the last ruleset applied
         self.joined: dict[str, set[str]] = {}  # cid → containers in its netns (container:)
         self.idle: dict[str, tuple[NetworkRecord, float]] = {}  # kept bridges, by network
@@ -92,6 +94,7 @@ class NetworkManager:
             return Attachment()
         if mode.startswith(CONTAINER_PREFIX):
             return self._join(config, mode[len(CONTAINER_PREFIX):])
+        self._require_nft()
         ns_fd = self.netlink.new_netns()
         att = Attachment(ns_fd=ns_fd)
         try:
@@ -250,6 +253,7 @@ class NetworkManager:
     def connect(self, config: ContainerConfig, pid: int, name: str,
                 aliases: list[str]) -> ContainerNetwork:
         """Attach a running container to one more network (a new ``ethN``)."""
+        self._require_nft()
         ns_fd = os.open(f"/proc/{pid}/ns/net", os.O_RDONLY | os.O_CLOEXEC)
         try:
             inner = self.netlink.inside(ns_fd)
@@ -291,6 +295,13 @@ class NetworkManager:
         if self._nft is None:
             self._nft = Nft()
         return self._nft
+
+    def _require_nft(self) -> None:
+        """Before the first bridge is built: a host without nf_tables gets a clear error
+        and nothing to undo (a bridge without its rules would be reachable but unsafe)."""
+        if not self._nft_ok:
+            self.nft.probe()  # NftUnavailable names the reason
+            self._nft_ok = True
 
     def sync(self) -> None:
         """Make this root's nftables table match the records (no-op when it does)."""
@@ -342,3 +353,5 @@ class NetworkManager:
         self.sockets.clear()
         if self._netlink is not None:
             self._netlink.close()
+        if self._nft is not None:
+            self._nft.close()

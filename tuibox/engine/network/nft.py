@@ -1,21 +1,19 @@
-"""NAT and filtering through libnftables, in tables of tuibox's own.
+"""NAT and filtering rules, in nftables tables of tuibox's own.
 
 Each state root owns one ``ip`` table (``tuibox`` for the default root).  The whole
 table is rebuilt from the records in one atomic transaction whenever a network comes
 up or goes, or a container with published ports starts or stops: there are no
 per-rule handles to lose, a crash between changes leaves the previous complete ruleset,
-and other tables on the host (Docker's, firewalld's) are never touched.
+and other tables on the host (Docker's, firewalld's) are never touched.  The library
+runs in a helper process (``nftlib``): it may ``exit()`` its caller.
 """
 
 from __future__ import annotations
 
-import ctypes
-import ctypes.util
 import hashlib
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..errors import SetupError
 from ..paths import DEFAULT_ROOT
 
 
@@ -56,6 +54,17 @@ def ruleset(table: str, networks: list[BridgeNet], forwards: list[Forward]) -> s
         f"add chain ip {table} postrouting {{ type nat hook postrouting priority 100; }}",
         f"add chain ip {table} forward {{ type filter hook forward priority 0; }}",
         f"add chain ip {table} published",
+        # route_localnet, set on the bridges for ports published on 127.0.0.1, also lets
+        # a container address the host's loopback with a crafted frame: a 127.0.0.0/8
+        # address never comes from a bridge legitimately, so such packets go, and before
+        # conntrack and NAT (CVE-2020-8558's fix, stricter: not even a port published on
+        # 127.0.0.1 is reachable this way).  Replies to localhost clients still carry the
+        # gateway's address here; conntrack puts 127.0.0.1 back afterwards.
+        f"add chain ip {table} loopback_guard {{ type filter hook prerouting priority -300; }}",
+        f"add rule ip {table} loopback_guard iifname {{ {bridges} }} ip daddr 127.0.0.0/8 "
+        f"counter drop",
+        f"add rule ip {table} loopback_guard iifname {{ {bridges} }} ip saddr 127.0.0.0/8 "
+        f"counter drop",
         # Only traffic for this host's own addresses is a candidate for port forwarding.
         f"add rule ip {table} prerouting fib daddr type local jump published",
         f"add rule ip {table} output fib daddr type local jump published",
@@ -84,37 +93,3 @@ def ruleset(table: str, networks: list[BridgeNet], forwards: list[Forward]) -> s
         cmds.append(f"add rule ip {table} published {match}{fw.proto} dport {fw.host_port} "
                     f"dnat to {fw.container_ip}:{fw.container_port}")
     return "\n".join(cmds) + "\n"
-
-
-class Nft:
-    """A libnftables context (the library ``nft`` itself is built on)."""
-
-    def __init__(self) -> None:
-        name = ctypes.util.find_library("nftables") or "libnftables.so.1"
-        try:
-            lib = ctypes.CDLL(name, use_errno=True)
-        except OSError as exc:
-            raise SetupError("network", f"libnftables is not installed ({exc}); "
-                             f"install the nftables package") from None
-        lib.nft_ctx_new.restype = ctypes.c_void_p
-        lib.nft_ctx_new.argtypes = [ctypes.c_uint32]
-        lib.nft_ctx_buffer_output.argtypes = [ctypes.c_void_p]
-        lib.nft_ctx_buffer_error.argtypes = [ctypes.c_void_p]
-        lib.nft_ctx_get_error_buffer.restype = ctypes.c_char_p
-        lib.nft_ctx_get_error_buffer.argtypes = [ctypes.c_void_p]
-        lib.nft_ctx_get_output_buffer.restype = ctypes.c_char_p
-        lib.nft_ctx_get_output_buffer.argtypes = [ctypes.c_void_p]
-        lib.nft_run_cmd_from_buffer.argtypes = [ctypes.c_void_p, ctypes.c_char_p]
-        self.lib = lib
-        self.ctx = lib.nft_ctx_new(0)
-        lib.nft_ctx_buffer_output(self.ctx)
-        lib.nft_ctx_buffer_error(self.ctx)
-
-    def run(self, commands: str) -> str:
-        """Run ``commands`` as one transaction; its output, or ``SetupError``."""
-        rc = self.lib.nft_run_cmd_from_buffer(self.ctx, commands.encode())
-        out = (self.lib.nft_ctx_get_output_buffer(self.ctx) or b"").decode()
-        err = (self.lib.nft_ctx_get_error_buffer(self.ctx) or b"").decode().strip()
-        if rc != 0:
-            raise SetupError("network rules", f"nftables refused the rules: {err}")
-        return out
