@@ -496,6 +496,7 @@ def cmd_exec(engine: Engine, args: argparse.Namespace) -> int:
 
         plan.winsize = winsize(sys.stdin.fileno())
     if args.detach:
+        plan.detach = True
         if os.fork() == 0:  # the command outlives us, as docker exec -d
             os.setsid()
             try:
@@ -505,6 +506,11 @@ def cmd_exec(engine: Engine, args: argparse.Namespace) -> int:
                 os._exit(0)
         return 0
     proc = start_exec(plan)
+    if proc.stdout >= 0:  # pipes, never our own descriptors: see relay.py
+        from .relay import relay_pipes
+
+        signal.signal(signal.SIGINT, lambda s, f: os.kill(proc.helper, s))
+        return os.waitstatus_to_exitcode(relay_pipes(proc)) & 0xFF
     if proc.pty_master >= 0:
         from .tty import relay_pty
 

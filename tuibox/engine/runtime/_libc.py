@@ -7,12 +7,12 @@ Every wrapper raises ``OSError`` with the real errno, so callers can turn it int
 from __future__ import annotations
 
 import ctypes
-import ctypes.util
 import os
-import platform
 from typing import Any
 
-_libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
+# The libc already loaded into this process (no ``find_library``: that runs ldconfig in
+# a subprocess, ~10 ms on every CLI start and in every exec helper).
+_libc = ctypes.CDLL(None, use_errno=True)
 
 # name -> (argtypes, restype)
 _TABLE: dict[str, tuple[list[Any], Any]] = {
@@ -36,7 +36,7 @@ for _name, (_args, _res) in _TABLE.items():
         _fn.argtypes = _args
     _fn.restype = _res
 
-_MACHINE = platform.machine()
+_MACHINE = os.uname().machine
 SYS_PIVOT_ROOT = {"x86_64": 155, "aarch64": 41}[_MACHINE]
 SYS_CAPGET = {"x86_64": 125, "aarch64": 90}[_MACHINE]
 SYS_CAPSET = {"x86_64": 126, "aarch64": 91}[_MACHINE]

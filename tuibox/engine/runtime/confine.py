@@ -23,7 +23,6 @@ import ctypes
 import os
 import sys
 from collections.abc import Sequence
-from dataclasses import dataclass
 from importlib.machinery import ModuleSpec
 from types import ModuleType
 
@@ -86,15 +85,17 @@ def load_filter(code: bytes, flags: int = 0) -> None:
         raise OSError(err, f"seccomp filter: {os.strerror(err)}")
 
 
-@dataclass(frozen=True)
 class Confinement:
     """What a helper drops to: built on the host (it reads ``cap_last_cap`` there), applied
-    inside the container without opening anything."""
+    inside the container without opening anything.  (A plain class: ``dataclasses`` costs
+    the exec helper ~10 ms of imports.)"""
 
-    cap_mask: int
-    seccomp_code: bytes | None  # None: no filter (an unconfined container)
-    seccomp_flags: int = 0
-    last_cap: int = -1
+    def __init__(self, cap_mask: int, seccomp_code: bytes | None, seccomp_flags: int = 0,
+                 last_cap: int = -1) -> None:
+        self.cap_mask = cap_mask
+        self.seccomp_code = seccomp_code  # None: no filter (an unconfined container)
+        self.seccomp_flags = seccomp_flags
+        self.last_cap = last_cap
 
     @classmethod
     def of(cls, cap_mask: int, seccomp_code: bytes | None,

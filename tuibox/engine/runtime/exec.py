@@ -1,39 +1,36 @@
-"""``exec``: a new process inside a running container.
+"""``exec``: a new process inside a running container, with nothing of the caller's.
 
-The caller (the CLI, single-threaded) forks a helper that joins the container's cgroup
-and every namespace of its PID 1, then forks again so the command is inside the pid
-namespace.  The helper waits for it and exits with its code, so the caller's ``waitpid``
-sees the command's exit status.  With a TTY, the command gets a pty from the container's
-own devpts; the master end comes back to the caller over a socket.
+The caller (the CLI, single-threaded) starts ``exec_helper`` as a fresh process: the
+interpreter is a sealed in-memory copy (so a container that tricks the kernel into
+running "``/proc/self/exe``" gets a copy it cannot write to, CVE-2019-5736), the
+environment is empty, and the only descriptors are the job, the error pipe, the pty
+socket, the container's namespaces and the command's stdio.  Those are pipes that the
+caller relays (or, with ``-t``, a pty from the container's own devpts whose master comes
+back over the socket), never the caller's own descriptors: as with Docker and runc, a
+process in the container cannot read the file the operator's output goes to, nor keep
+reading the operator's terminal after ``exec`` ends.
+
+The helper joins the container's cgroup and namespaces, forks the command into the pid
+namespace and exits with its status, so the caller's ``waitpid`` sees the command's.
 """
 
 from __future__ import annotations
 
-import array
 import contextlib
 import errno
 import fcntl
-import json
+import marshal
 import os
-import signal
 import socket
-import termios
+import sys
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import NoReturn
 
 from ..errors import SetupError
-from . import _libc, capabilities
-from .init import StepFailed, _lookup, _step, step_value
-from .seccomp import compiled as seccomp_compiled
-from .seccomp import load_default_filter
-from .users import resolve_user
+from . import capabilities
+from .exec_helper import BOOT, ERR_FD, JOB_FD, NAMESPACES, NS_FD, SOCK_FD
 
-# Joined in this order; the mount namespace last (it changes our root and /proc).
-NAMESPACES = ("cgroup", "ipc", "uts", "net", "pid", "mnt")
-TIOCSCTTY = 0x540E
-TIOCGPTN = 0x80045430
-TIOCSPTLCK = 0x40045431
+MFD_EXEC = 0x10  # Linux 6.3+: say the memfd may be executed (vm.memfd_noexec)
 
 
 @dataclass
@@ -49,153 +46,199 @@ class ExecPlan:
     cgroup_procs: list[Path] = field(default_factory=list)
     winsize: bytes = b""  # struct winsize of the user's terminal, set before the exec
     seccomp: bool = True
+    detach: bool = False  # -d: stdio are the container's /dev/null, nothing is relayed
+    # What the command drops to; None: Docker's default set (all of ours if privileged)
+    # and the default profile.  A per-container set and filter are passed here.
+    cap_mask: int | None = None
+    seccomp_filter: bytes | None = None
+    seccomp_flags: int = 0
+    no_new_privs: bool | None = None  # None: on unless privileged
 
 
 @dataclass
 class ExecProcess:
     helper: int  # waitpid() this: its exit status is the command's
     pty_master: int = -1
+    stdin: int = -1  # write end of the command's stdin (with -i), else -1
+    stdout: int = -1  # read ends of the command's stdout and stderr (without -t, -d)
+    stderr: int = -1
+
+    def close(self) -> None:
+        for name in ("pty_master", "stdin", "stdout", "stderr"):
+            fd = getattr(self, name)
+            if fd >= 0:
+                with contextlib.suppress(OSError):
+                    os.close(fd)
+                setattr(self, name, -1)
 
 
-def _open_pty() -> tuple[int, int]:
-    """A pty from the container's devpts (we are in its mount namespace already)."""
-    master = os.open("/dev/pts/ptmx", os.O_RDWR | os.O_NOCTTY | os.O_CLOEXEC)
-    fcntl.ioctl(master, TIOCSPTLCK, array.array("i", [0]))
-    num = array.array("i", [0])
-    fcntl.ioctl(master, TIOCGPTN, num)
-    slave = os.open(f"/dev/pts/{num[0]}", os.O_RDWR | os.O_NOCTTY)
-    return master, slave
-
-
-def _command(plan: ExecPlan, err_fd: int, sock: socket.socket | None) -> NoReturn:
-    """Inside every namespace: identity, stdio, exec."""
+def sealed_interpreter() -> int:
+    """A sealed memfd copy of our interpreter binary (``F_SEAL_WRITE``: nobody, even
+    through ``/proc/<pid>/exe``, can change it), or -1 if this kernel forbids it."""
+    real = os.path.realpath(sys.executable)
     try:
-        env = list(plan.env)
-        user = resolve_user(plan.user)
-        if not any(e.startswith("HOME=") for e in env):
-            env.append(f"HOME={user.home}")
-
-        def stdio() -> None:
-            os.setsid()
-            if plan.tty:
-                master, slave = _open_pty()
-                assert sock is not None
-                socket.send_fds(sock, [b"pty"], [master])
-                os.close(master)
-                fcntl.ioctl(slave, TIOCSCTTY, 0)
-                if plan.winsize:
-                    fcntl.ioctl(slave, termios.TIOCSWINSZ, plan.winsize)
-                for fd in (0, 1, 2):
-                    os.dup2(slave, fd)
-                os.close(slave)
-            elif not plan.stdin:
-                null = os.open("/dev/null", os.O_RDONLY)
-                os.dup2(null, 0)
-                os.close(null)
-
-        _step("tty" if plan.tty else "stdio", stdio)
-
-        def cwd() -> None:
-            os.chdir(plan.cwd or "/")
-
-        _step("chdir", cwd)
-        path = step_value("exec", lambda: _lookup(plan.args[0], env))
-        mask = capabilities.own_permitted() if plan.privileged else capabilities.DEFAULT_MASK
-
-        _step("capabilities", lambda: capabilities.become(
-            user, mask, no_new_privs=not plan.privileged))
-        if plan.seccomp and not plan.privileged:
-            _step("seccomp", load_default_filter)
-        os.closerange(3, err_fd)
-        os.closerange(err_fd + 1, 65536)
-        os.execve(path, plan.args, dict(e.partition("=")[::2] for e in env))
-    except StepFailed as exc:
-        report = {"stage": exc.stage, "detail": exc.detail, "exit_code": exc.exit_code}
+        fd = os.memfd_create("tuibox-exec", os.MFD_CLOEXEC | os.MFD_ALLOW_SEALING | MFD_EXEC)
     except OSError as exc:
-        code = 126 if exc.errno in (errno.EACCES, errno.ENOEXEC) else 127
-        report = {"stage": "exec", "detail": f'exec: "{plan.args[0]}": {exc.strerror}',
-                  "exit_code": code}
-    except BaseException as exc:
-        report = {"stage": "exec", "detail": repr(exc), "exit_code": 126}
-    with contextlib.suppress(OSError):
-        os.write(err_fd, json.dumps(report).encode())
-    os._exit(int(report["exit_code"]))  # type: ignore[call-overload]
-
-
-def _helper(plan: ExecPlan, err_fd: int, sock: socket.socket | None) -> NoReturn:
-    """Join the cgroup and namespaces, fork the command, wait, exit with its code."""
+        if exc.errno != errno.EINVAL:
+            return -1
+        fd = os.memfd_create("tuibox-exec", os.MFD_CLOEXEC | os.MFD_ALLOW_SEALING)
     try:
-        fds = {ns: os.open(f"/proc/{plan.pid}/ns/{ns}", os.O_RDONLY | os.O_CLOEXEC)
-               for ns in NAMESPACES}
-        for procs in plan.cgroup_procs:
-            with contextlib.suppress(OSError):
-                procs.write_text(str(os.getpid()))
-        for ns in NAMESPACES:
-            _libc.setns(fds[ns], 0)
-            os.close(fds[ns])
-    except OSError as exc:
-        with contextlib.suppress(OSError):
-            os.write(err_fd, json.dumps({"stage": "namespaces", "detail": str(exc),
-                                         "exit_code": 126}).encode())
-        os._exit(126)
-    child = os.fork()
-    if child == 0:
-        _command(plan, err_fd, sock)
-    os.close(err_fd)
-
-    def forward(signum: int, _frame: object) -> None:
-        with contextlib.suppress(ProcessLookupError):
-            os.kill(child, signum)
-
-    for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGQUIT, signal.SIGUSR1,
-                signal.SIGUSR2):
-        signal.signal(sig, forward)
-    while True:
+        src = os.open(real, os.O_RDONLY | os.O_CLOEXEC)
         try:
-            _, status = os.waitpid(child, 0)
-            break
-        except InterruptedError:
-            continue
-    code = os.waitstatus_to_exitcode(status)
-    os._exit(128 - code if code < 0 else code)
+            size = os.fstat(src).st_size
+            done = 0
+            while done < size:
+                sent = os.sendfile(fd, src, None, size - done)
+                if not sent:
+                    raise OSError(errno.EIO, f"{real} shrank while being copied")
+                done += sent
+        finally:
+            os.close(src)
+        fcntl.fcntl(fd, fcntl.F_ADD_SEALS, fcntl.F_SEAL_SEAL | fcntl.F_SEAL_SHRINK
+                    | fcntl.F_SEAL_GROW | fcntl.F_SEAL_WRITE)
+    except OSError:
+        os.close(fd)
+        return -1
+    return fd
+
+
+def _open_namespaces(pid: int) -> list[int]:
+    """The container's namespaces, opened here on the host; a pid that now names a host
+    process (its mount or pid namespace is ours) is refused."""
+    fds: list[int] = []
+    try:
+        for ns in NAMESPACES:
+            fds.append(os.open(f"/proc/{pid}/ns/{ns}", os.O_RDONLY | os.O_CLOEXEC))
+        for ns in ("mnt", "pid"):
+            ours, theirs = os.stat(f"/proc/self/ns/{ns}"), os.fstat(fds[NAMESPACES.index(ns)])
+            if (ours.st_dev, ours.st_ino) == (theirs.st_dev, theirs.st_ino):
+                raise OSError(errno.ESRCH, "the container's process is gone")
+    except OSError as exc:
+        for fd in fds:
+            os.close(fd)
+        raise SetupError("namespaces", exc.strerror or str(exc), exit_code=126) from None
+    return fds
+
+
+def _job(plan: ExecPlan) -> bytes:
+    from . import seccomp
+
+    code = plan.seccomp_filter
+    if code is None and plan.seccomp and not plan.privileged:
+        try:
+            code = seccomp.compiled()  # compiled here, only loaded in the container
+        except OSError as exc:
+            raise SetupError("seccomp", str(exc)) from None
+    mask = plan.cap_mask
+    if mask is None:
+        mask = capabilities.own_permitted() if plan.privileged else capabilities.DEFAULT_MASK
+    nnp = (not plan.privileged) if plan.no_new_privs is None else plan.no_new_privs
+    body = {"args": plan.args, "env": plan.env, "cwd": plan.cwd, "user": plan.user,
+            "tty": plan.tty, "stdin": plan.stdin, "detach": plan.detach,
+            "winsize": plan.winsize, "cgroup_procs": [str(p) for p in plan.cgroup_procs],
+            "cap_mask": mask, "no_new_privs": nnp, "seccomp_flags": plan.seccomp_flags}
+    return marshal.dumps({"path": [os.path.abspath(p) for p in sys.path if p], "plan": body,
+                          "seccomp": code})
+
+
+def _child(fds: dict[int, int], image: int) -> None:
+    """In the forked child: put each descriptor at its number, close all others, exec the
+    helper with an empty environment."""
+    try:
+        # Copies above every target first, so no dup2 overwrites a source still needed.
+        moved = {target: fcntl.fcntl(src, fcntl.F_DUPFD, 64) for target, src in fds.items()}
+        if image >= 0:
+            image = fcntl.fcntl(image, fcntl.F_DUPFD_CLOEXEC, 64)
+        for target, fd in moved.items():
+            os.dup2(fd, target)  # inheritable: these are the helper's
+        for fd in range(max(fds) + 1):
+            if fd not in fds:
+                with contextlib.suppress(OSError):
+                    os.close(fd)
+        os.closerange(max(fds) + 1, image if image >= 0 else 1 << 20)
+        if image >= 0:
+            os.closerange(image + 1, 1 << 20)
+        argv = ["tuibox-exec", "-I", "-S", "-c", BOOT]
+        os.execve(image if image >= 0 else os.path.realpath(sys.executable), argv, {})
+    finally:
+        os._exit(126)
+
+
+def _write_all(fd: int, data: bytes) -> None:
+    view = memoryview(data)
+    while view:
+        view = view[os.write(fd, view):]
 
 
 def start_exec(plan: ExecPlan) -> ExecProcess:
-    """Fork the helper from this (single-threaded) process; raise ``SetupError`` if the
-    command could not start.  The caller waits for ``helper``."""
-    if plan.seccomp and not plan.privileged:
+    """Start the helper from this (single-threaded) process; raise ``SetupError`` if the
+    command could not start.  The caller relays the stdio and waits for ``helper``."""
+    job = _job(plan)
+    ns_fds = _open_namespaces(plan.pid)
+    proc = ExecProcess(helper=-1)
+    opened: list[int] = list(ns_fds)
+    try:
+        job_r, job_w = os.pipe2(os.O_CLOEXEC)
+        err_r, err_w = os.pipe2(os.O_CLOEXEC)
+        opened += [job_r, job_w, err_r, err_w]
+        if plan.tty or plan.detach:
+            dead_r, dead_w = os.pipe2(os.O_CLOEXEC)  # the helper's stdio: nothing flows
+            opened += [dead_r, dead_w]
+            stdio = (dead_r, dead_w, dead_w)
+        else:
+            in_r, proc.stdin = os.pipe2(os.O_CLOEXEC)
+            proc.stdout, out_w = os.pipe2(os.O_CLOEXEC)
+            proc.stderr, err_out_w = os.pipe2(os.O_CLOEXEC)
+            opened += [in_r, out_w, err_out_w]
+            stdio = (in_r, out_w, err_out_w)
+        ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET) \
+            if plan.tty else (None, None)
+        fds = {0: stdio[0], 1: stdio[1], 2: stdio[2], JOB_FD: job_r, ERR_FD: err_w}
+        if theirs is not None:
+            fds[SOCK_FD] = theirs.fileno()
+        for i, fd in enumerate(ns_fds):
+            fds[NS_FD + i] = fd
+        image = sealed_interpreter()
         try:
-            seccomp_compiled()  # before the fork and the setns: the helper only loads it
-        except OSError as exc:
-            raise SetupError("seccomp", str(exc)) from None
-    err_r, err_w = os.pipe2(os.O_CLOEXEC)
-    ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET) if plan.tty \
-        else (None, None)
-    helper = os.fork()
-    if helper == 0:
-        os.close(err_r)
-        if ours is not None:
-            ours.close()
-        signal.set_wakeup_fd(-1)
-        _helper(plan, err_w, theirs)
-    os.close(err_w)
+            proc.helper = os.fork()
+            if proc.helper == 0:
+                _child(fds, image)
+        finally:
+            if image >= 0:
+                os.close(image)
+    except BaseException:
+        for fd in opened:
+            with contextlib.suppress(OSError):
+                os.close(fd)
+        proc.close()
+        raise
+    for fd in opened:
+        if fd not in (job_w, err_r):
+            os.close(fd)
     if theirs is not None:
         theirs.close()
-    master = -1
+    if not plan.stdin and proc.stdin >= 0:
+        os.close(proc.stdin)  # the command reads the container's /dev/null
+        proc.stdin = -1
+    try:
+        _write_all(job_w, job)
+    except BrokenPipeError:
+        pass  # the helper died before reading: its status says why
+    finally:
+        os.close(job_w)
     if ours is not None:
         with contextlib.suppress(OSError):
-            _, fds, _, _ = socket.recv_fds(ours, 16, 1)
-            master = fds[0] if fds else -1
+            _, passed, _, _ = socket.recv_fds(ours, 16, 1)
+            proc.pty_master = passed[0] if passed else -1
         ours.close()
     report = b""
     while chunk := os.read(err_r, 65536):
         report += chunk
     os.close(err_r)
-    if report:
-        info = json.loads(report)
+    if report:  # nothing: the command was exec'd (the pipe closed on exec)
         with contextlib.suppress(ChildProcessError):
-            os.waitpid(helper, 0)
-        if master >= 0:
-            os.close(master)
+            os.waitpid(proc.helper, 0)
+        proc.close()
+        info = marshal.loads(report)
         raise SetupError(info["stage"], info["detail"], exit_code=info["exit_code"])
-    return ExecProcess(helper=helper, pty_master=master)
+    return proc

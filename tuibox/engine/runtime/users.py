@@ -2,30 +2,33 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from pathlib import Path
+import os
+from typing import NamedTuple
 
 
-@dataclass(frozen=True)
-class ResolvedUser:
+class ResolvedUser(NamedTuple):
+    """(A NamedTuple, not a dataclass: ``exec``'s helper imports this, and dataclasses
+    and pathlib would cost it ~15 ms of imports.)"""
+
     uid: int
     gid: int
     home: str = "/"
-    groups: list[int] = field(default_factory=list)
+    groups: list[int] = []  # never mutated
 
 
-def _entries(path: Path) -> list[list[str]]:
+def _entries(path: str) -> list[list[str]]:
     try:
-        text = path.read_text(errors="replace")
+        with open(path, errors="replace") as f:
+            text = f.read()
     except OSError:
         return []
     return [line.split(":") for line in text.splitlines() if line and not line.startswith("#")]
 
 
-def resolve_user(spec: str, root: Path = Path("/")) -> ResolvedUser:
+def resolve_user(spec: str, root: str | os.PathLike[str] = "/") -> ResolvedUser:
     """``user``, ``uid``, ``user:group`` or ``uid:gid``; raises ``LookupError`` if unknown."""
-    passwd = _entries(root / "etc/passwd")
-    groups = _entries(root / "etc/group")
+    passwd = _entries(os.path.join(root, "etc/passwd"))
+    groups = _entries(os.path.join(root, "etc/group"))
     user_part, _, group_part = (spec or "0").partition(":")
 
     uid: int | None = None
