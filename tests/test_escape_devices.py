@@ -227,6 +227,10 @@ def test_loop_device_over_a_host_file(engine: Engine, loop_device: tuple[str, by
     code, out, err = sh(engine, f"{read}; echo; echo x > /dev/disk0",
                         devices=[f"{dev}:/dev/disk0:r"])
     assert out.strip() == data.decode() and code != 0 and EPERM in err
+    # Outside /dev (on the nodev rootfs) too, as Docker allows it.
+    code, out, err = sh(engine, read.replace("/dev/disk0", "/data/disk0"),
+                        devices=[f"{dev}:/data/disk0"])
+    assert (code, out) == (0, data.decode()), err
     # Another loop device stays out of reach.
     code, _, err = sh(engine, f"mknod /dev/other b {major} {minor + 1} && head -c1 /dev/other",
                       devices=[f"{dev}:/dev/disk0"])

@@ -26,7 +26,8 @@ FILES = ("tests/test_escape_devices.py", "tests/test_bpf_devices.py")
 def test_device_control_in_the_v2_guest() -> None:
     rc, out, err = v2guest.run_in_guest(
         sys.executable, "-m", "pytest", "-q", "-rs", "-p", "no:cacheprovider", *FILES,
-        modules=("loop",))  # the loop device the tests set up over their own file
+        modules=("loop",),  # the loop device the tests set up over their own file
+        env={"PYTHONPATH": str(v2guest.REPO)})  # the supervisor too: this checkout's code
     assert rc == 0, f"guest pytest exited {rc}:\n{out[-6000:]}\n{err[-3000:]}"
     assert re.search(r"\d+ passed", out), out[-6000:]
     # Only v1's own test may be skipped there: every v2 check ran.

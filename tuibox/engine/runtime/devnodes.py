@@ -139,6 +139,14 @@ def _make(rootfs: Path, node: DeviceNode, bind: bool) -> None:
         kind = stat.S_IFCHR if node.kind == "c" else stat.S_IFBLK
         os.mknod(leaf, kind | node.mode, os.makedev(node.major, node.minor), dir_fd=fd)
         os.chown(leaf, node.uid, node.gid, dir_fd=fd, follow_symlinks=False)
+        flags = os.statvfs(fd).f_flag
+        if flags & os.ST_NODEV:
+            # Outside /dev the node lands on the rootfs, mounted nodev: give the node a
+            # mount of its own without that flag (keeping the others), or it won't open.
+            target = f"/proc/self/fd/{fd}/{leaf}"
+            _libc.mount(target, target, None, _libc.MS_BIND)
+            keep = flags & (os.ST_RDONLY | os.ST_NOSUID | os.ST_NOEXEC)
+            _libc.mount(None, target, None, _libc.MS_REMOUNT | _libc.MS_BIND | keep)
     finally:
         os.close(fd)
 
