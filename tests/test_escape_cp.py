@@ -25,8 +25,12 @@ from typing import Any
 
 import pytest
 
+from tests import test_userns
 from tuibox.engine import Engine
 from tuibox.engine.paths import StatePaths
+
+subids = test_userns.subids  # the --userns=auto fixtures
+auto_root = test_userns.auto_root
 
 Cli = Any
 IN_CONTAINER_MARKER = "tmp/evil-ran"
@@ -284,3 +288,31 @@ def test_cp_to_host_never_follows_or_replaces_what_it_did_not_make(
     assert victim.read_text() == "precious\n"
     assert sorted(p.name for p in out.iterdir()) == ["data", "fifo", "file", "link",
                                                      "passwd"]  # no staging left behind
+
+
+@pytest.mark.parametrize("stopped", [False, True], ids=["running", "stopped"])
+def test_cp_with_userns_auto_speaks_container_ids(engine: Engine, cli: Cli, tmp_path: Path,
+                                                   auto_root: tuple[str, int],
+                                                   stopped: bool) -> None:
+    """With --userns=auto the copy is done as the container's root (its user namespace,
+    or the shift for a stopped one): ids inside are the container's, on disk the host's."""
+    start = auto_root[1]
+    cid = cli("run", "-d", "--network", "none", "--userns=auto", "busybox", "sh", "-c",
+              "echo hi > /f; chown 5:5 /f; touch /ready; sleep 600").stdout.strip()
+    _wait_in(cli, cid, "/ready")
+    if stopped:
+        engine.stop(cid, timeout=0)
+    src = tmp_path / "src"
+    src.write_text("in\n")
+    os.chown(src, 1234, 1234)
+    cli("cp", str(src), f"{cid}:/plain")
+    cli("cp", "-a", str(src), f"{cid}:/kept")
+    upper = StatePaths(engine.paths.root).containers / cid / "upper"
+    assert (upper / "plain").stat().st_uid == start  # the container's root
+    assert (upper / "kept").stat().st_uid == start + 1234
+    cli("cp", "-a", f"{cid}:/f", str(tmp_path / "f"))
+    assert (tmp_path / "f").stat().st_uid == 5  # as the container sees it
+    if stopped:
+        cli("start", cid)
+    out = cli("exec", cid, "stat", "-c", "%u", "/plain", "/kept").stdout.split()
+    assert out == ["0", "1234"]

@@ -34,8 +34,10 @@ from typing import TYPE_CHECKING, NoReturn
 
 from .copy_stream import DIR, CopyError, Reader, Writer, reason
 from .errors import InvalidArgument, TuiboxError
+from .models import IdRange
 from .runtime import _libc, capabilities, confine
 from .runtime.init import mount_overlay
+from .runtime.userns import become_root
 
 if TYPE_CHECKING:
     from .engine import Engine
@@ -69,35 +71,63 @@ def _default_confinement() -> confine.Confinement:
 
 @dataclass
 class _Target:
-    """How the helper enters the container: a mount namespace fd (running) or the
-    overlay to mount (stopped)."""
+    """How the helper enters the container: its mount (and, with ``--userns=auto``, user)
+    namespace fd (running) or the overlay to mount (stopped)."""
 
     mnt_fd: int = -1
+    user_fd: int = -1
     layer_dirs: list[str] = field(default_factory=list)
     container_dir: Path | None = None
+    ids: IdRange | None = None  # stopped with --userns=auto: ids on disk are shifted
 
     def close(self) -> None:
-        if self.mnt_fd >= 0:
-            os.close(self.mnt_fd)
-            self.mnt_fd = -1
+        for fd in (self.mnt_fd, self.user_fd):
+            if fd >= 0:
+                os.close(fd)
+        self.mnt_fd = self.user_fd = -1
+
+    def to_disk(self, uid: int, gid: int) -> tuple[int, int]:
+        """Container ids → the ids to write (a stopped container's upper dir holds host
+        ids; a running one is entered with its user namespace, which maps them)."""
+        if self.ids is None:
+            return uid, gid
+        if max(uid, gid) >= self.ids.size:
+            raise CopyError(f"id {max(uid, gid)} is outside the container's user namespace")
+        return uid + self.ids.start, gid + self.ids.start
+
+    def from_disk(self, uid: int, gid: int) -> tuple[int, int]:
+        if self.ids is None:
+            return uid, gid
+        start, end = self.ids.start, self.ids.start + self.ids.size
+        return tuple(i - start if start <= i < end else i for i in (uid, gid))  # type: ignore[return-value]
+
+
+def _same_as_ours(fd: int, ns: str) -> bool:
+    ours, theirs = os.stat(f"/proc/self/ns/{ns}"), os.fstat(fd)
+    return (ours.st_dev, ours.st_ino) == (theirs.st_dev, theirs.st_ino)
 
 
 def _target(engine: Engine, cid: str) -> _Target:
     state = engine.containers.state(cid)
-    if state.running and state.pid:
-        try:
-            fd = os.open(f"/proc/{state.pid}/ns/mnt", os.O_RDONLY | os.O_CLOEXEC)
-        except OSError:
-            fd = -1
-        if fd >= 0:
-            ours = os.stat("/proc/self/ns/mnt")
-            theirs = os.fstat(fd)
-            if (ours.st_dev, ours.st_ino) != (theirs.st_dev, theirs.st_ino):
-                return _Target(mnt_fd=fd)
-            os.close(fd)  # a stale pid now naming a host process: never copy there
+    config = engine.containers.config(cid)
+    if not (state.running and state.pid):
+        return _Target(layer_dirs=config.layer_dirs, container_dir=engine.containers.dir(cid),
+                       ids=config.security.id_range)
+    target = _Target()
+    try:
+        target.mnt_fd = os.open(f"/proc/{state.pid}/ns/mnt", os.O_RDONLY | os.O_CLOEXEC)
+        target.user_fd = os.open(f"/proc/{state.pid}/ns/user", os.O_RDONLY | os.O_CLOEXEC)
+    except OSError:
+        target.close()
+        raise TuiboxError(f"container {cid} is not running, but its record says it is") \
+            from None
+    if _same_as_ours(target.mnt_fd, "mnt"):  # a stale pid now naming a host process
+        target.close()
         raise TuiboxError(f"container {cid} is not running, but its record says it is")
-    return _Target(layer_dirs=engine.containers.config(cid).layer_dirs,
-                   container_dir=engine.containers.dir(cid))
+    if _same_as_ours(target.user_fd, "user"):
+        os.close(target.user_fd)
+        target.user_fd = -1
+    return target
 
 
 def _enter(target: _Target) -> None:
@@ -105,6 +135,11 @@ def _enter(target: _Target) -> None:
     if target.mnt_fd >= 0:
         _libc.setns(target.mnt_fd, _libc.CLONE_NEWNS)  # also sets our root and cwd
         os.close(target.mnt_fd)
+        if target.user_fd >= 0:  # --userns=auto: be its root, not the host's
+            _libc.setns(target.user_fd, _libc.CLONE_NEWUSER)
+            os.close(target.user_fd)
+            become_root()
+            confine.go_non_dumpable()  # the uid change reset it
     else:
         assert target.container_dir is not None
         _libc.unshare(_libc.CLONE_NEWNS)
@@ -129,7 +164,7 @@ def _helper(target: _Target, confinement: confine.Confinement, work: Work, keep:
         for fd in (0, 1, 2):
             os.dup2(null, fd)
         proc_fd = os.open("/proc/self/fd", _DIR_FLAGS)
-        confine.close_fds_except([keep, err_w, proc_fd, target.mnt_fd])
+        confine.close_fds_except([keep, err_w, proc_fd, target.mnt_fd, target.user_fd])
         os.umask(0)
         _enter(target)
         before = confine.forbid_imports()
@@ -143,12 +178,15 @@ def _helper(target: _Target, confinement: confine.Confinement, work: Work, keep:
     os._exit(code)
 
 
-def _run(engine: Engine, cid: str, work: Work, host_side: Callable[[int], None], *,
+def _run(target: _Target, work: Work, host_side: Callable[[int], None], *,
          into: bool) -> None:
     """Fork the helper around one end of a pipe (it reads when copying ``into`` the
     container); run ``host_side`` on the other end; raise the first failure."""
-    confinement = _default_confinement()
-    target = _target(engine, cid)
+    try:
+        confinement = _default_confinement()
+    except TuiboxError:
+        target.close()
+        raise
     r, w = os.pipe2(os.O_CLOEXEC)
     theirs, ours = (r, w) if into else (w, r)
     err_r, err_w = os.pipe2(os.O_CLOEXEC)
@@ -276,14 +314,15 @@ def copy_from_container(engine: Engine, ref: str, path: str, dest: Path | str, *
         os.mkdir(staging_name, 0o700, dir_fd=dir_fd)
         staging = os.open(staging_name, _DIR_FLAGS | os.O_NOFOLLOW, dir_fd=dir_fd)
         try:
-            owner = (lambda u, g: (u, g)) if archive else (lambda u, g: (uid, gid))
+            owner = target.from_disk if archive else (lambda u, g: (uid, gid))
             kind = Reader(fd, owner, strip_setid=True).receive(staging, os.fsencode(final))
             _place(staging, dir_fd, final, kind, shown)
         finally:
             os.close(staging)
 
     try:
-        _run(engine, cid, produce, consume, into=False)
+        target = _target(engine, cid)
+        _run(target, produce, consume, into=False)
     finally:
         with contextlib.suppress(OSError):
             shutil.rmtree(staging_name, dir_fd=dir_fd)
@@ -334,7 +373,7 @@ def copy_to_container(engine: Engine, source: Path, ref: str, path: str, *,
             final = os.fsencode(leaf)
         dir_fd = os.open(target_dir, _DIR_FLAGS)
         try:
-            owner = (lambda u, g: (u, g)) if archive else (lambda u, g: (0, 0))
+            owner = target.to_disk if archive else (lambda u, g: target.to_disk(0, 0))
             Reader(inp, owner, merge=True).receive(dir_fd, final)
         finally:
             os.close(dir_fd)
@@ -348,4 +387,5 @@ def copy_to_container(engine: Engine, source: Path, ref: str, path: str, *,
             os.close(parent_fd)
             os.close(proc_fd)
 
-    _run(engine, cid, consume, produce, into=True)
+    target = _target(engine, cid)
+    _run(target, consume, produce, into=True)
