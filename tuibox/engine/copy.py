@@ -163,6 +163,7 @@ def _helper(target: _Target, confinement: confine.Confinement, work: Work, keep:
         null = os.open("/dev/null", os.O_RDWR)
         for fd in (0, 1, 2):
             os.dup2(null, fd)
+        confine.plain_locale()
         proc_fd = os.open("/proc/self/fd", _DIR_FLAGS)
         confine.close_fds_except([keep, err_w, proc_fd, target.mnt_fd, target.user_fd])
         os.umask(0)

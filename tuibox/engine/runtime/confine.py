@@ -125,6 +125,16 @@ def close_fds_except(keep: Sequence[int]) -> None:
     os.closerange(low, 1 << 20)
 
 
+LC_ALL = 6  # glibc's number
+
+
+def plain_locale() -> None:
+    """The "C" locale for libc, set while the host's files are still ours: a locale's
+    character set can make glibc load conversion modules (gconv) later, by path."""
+    _self.setlocale.restype = ctypes.c_char_p
+    _self.setlocale(LC_ALL, b"C")
+
+
 def go_non_dumpable() -> None:
     """No other process may open our ``/proc/<pid>/{exe,environ,fd,mem}`` or ptrace us
     (without CAP_SYS_PTRACE), before we share any namespace with a container."""
