@@ -226,6 +226,20 @@ def test_volumes_tmpfs_and_etc_files_work_inside(engine: Engine, auto_root: tupl
     assert (os.stat(data).st_uid, os.stat(data).st_gid) == (5, 5)
 
 
+def test_exec_joins_the_user_namespace(cli: Cli, engine: Engine,
+                                       auto_root: tuple[str, int]) -> None:
+    start = auto_root[1]
+    cli("run", "-d", "--name", "uns1", "--network", "none", "--userns=auto", "busybox",
+        "sleep", "60")
+    out = cli("exec", "uns1", "sh", "-c", "cat /proc/self/uid_map; id -u; touch /from-exec; "
+                                       "grep CapEff /proc/self/status").stdout.splitlines()
+    assert out[0].split() == ["0", str(start), str(DEFAULT_SIZE)]
+    assert out[1] == "0" and out[2].endswith("00000000a80425fb")
+    upper = engine.containers.dir(engine.resolve("uns1")) / "upper"
+    assert os.stat(upper / "from-exec").st_uid == start
+    assert cli("exec", "-u", "nobody", "uns1", "id", "-u").stdout.strip() == "65534"
+
+
 def test_stop_and_rm_leave_nothing_and_free_the_range(
         cli: Cli, engine: Engine, auto_root: tuple[str, int]) -> None:
     start = auto_root[1]

@@ -82,7 +82,8 @@ def _run_flags(p: argparse.ArgumentParser) -> None:
                    help="add a host device: HOST[:CONTAINER][:rwm]")
     p.add_argument("--device-cgroup-rule", action="append", default=[],
                    help="add a rule to the device allow list: 'c|b|a MAJOR:MINOR rwm'")
-    p.add_argument("--userns", help="user namespace: host, or auto (own id range)")
+    p.add_argument("--userns", help="user namespace: host, or auto[:size=N] (its own range of "
+                                    "host ids from /etc/subuid)")
     p.add_argument("-v", "--volume", action="append", default=[],
                    help="bind mount a host path or a named volume: SRC:DST[:ro]")
     p.add_argument("--mount", action="append", default=[],

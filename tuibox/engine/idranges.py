@@ -108,7 +108,7 @@ def pool_for(user: str, *, root: Path, subuid: Path = SUBUID,
         if not ranges:
             raise InvalidArgument(
                 f'--userns=auto needs subordinate ids of user "{user}" in {path}: add a '
-                f'line such as "{user}:2147483648:2147483648" to /etc/subuid and '
+                f'line such as "{user}:2147483647:2147483648" to /etc/subuid and '
                 f'/etc/subgid, or name another user as "userns-user" in '
                 f"{root / 'daemon.json'}")
     pool = intersect(uids, gids)

@@ -31,7 +31,9 @@ from typing import Any, NoReturn
 from . import _libc, capabilities, confine
 from .users import ResolvedUser, resolve_user
 
-NAMESPACES = ("cgroup", "ipc", "uts", "net", "pid", "mnt")  # mnt last: it moves our root
+# mnt after the others: it moves our root; user last (runc's order): once in a container's
+# user namespace (--userns=auto) we are no longer host root.
+NAMESPACES = ("cgroup", "ipc", "uts", "net", "pid", "mnt", "user")
 JOB_FD, ERR_FD, SOCK_FD, NS_FD = 3, 4, 5, 6
 TIOCSCTTY = 0x540E
 TIOCGPTN = 0x80045430
@@ -150,9 +152,27 @@ def _join(plan: dict[str, Any]) -> None:
     for procs in plan["cgroup_procs"]:
         with contextlib.suppress(OSError), open(procs, "w") as f:
             f.write(str(os.getpid()))
-    for i in range(len(NAMESPACES)):
-        _libc.setns(NS_FD + i, 0)
+    own_user = os.stat("/proc/self/ns/user")  # while /proc is still the host's
+    refused = []
+    for i in range(len(NAMESPACES) - 1):
+        try:
+            _libc.setns(NS_FD + i, 0)
+        except PermissionError:
+            refused.append(NS_FD + i)  # runc retries these once in the user namespace
+            continue
         os.close(NS_FD + i)
+    user_fd = NS_FD + len(NAMESPACES) - 1
+    theirs = os.fstat(user_fd)
+    if (theirs.st_dev, theirs.st_ino) != (own_user.st_dev, own_user.st_ino):
+        _libc.setns(user_fd, _libc.CLONE_NEWUSER)
+        os.setresgid(0, 0, 0)  # the namespace's root: host id start of its range
+        os.setgroups([])
+        os.setresuid(0, 0, 0)
+        confine.go_non_dumpable()  # a change of uid reset it to fs.suid_dumpable
+    os.close(user_fd)
+    for fd in refused:
+        _libc.setns(fd, 0)
+        os.close(fd)
 
 
 def main(job: dict[str, Any]) -> NoReturn:
