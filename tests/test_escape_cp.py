@@ -243,6 +243,10 @@ def test_cp_in_refuses_device_nodes(cli: Cli, tmp_path: Path) -> None:
     src.mkdir()
     (src / "a").write_text("a\n")
     os.mknod(src / "null", stat.S_IFCHR | 0o600, os.makedev(1, 3))  # never opened
+    # the container side's reason reaches the user (not the host side's broken pipe)
+    missing = cli("cp", str(src / "a"), f"{cid}:/no/such/x", check=False)
+    assert missing.returncode == 125 and "no such directory in the container: /no/such" \
+        in missing.stderr
     refused = cli("cp", str(src), f"{cid}:/tmp/", check=False)
     assert refused.returncode == 125 and "device" in refused.stderr
     assert cli("exec", cid, "test", "-e", "/tmp/src", check=False).returncode == 1

@@ -32,7 +32,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, NoReturn
 
-from .copy_stream import DIR, CopyError, Reader, Writer, reason
+from .copy_stream import DIR, CopyError, Reader, Writer, is_consequence, reason
 from .errors import InvalidArgument, TuiboxError
 from .models import IdRange
 from .runtime import _libc, capabilities, confine
@@ -173,8 +173,9 @@ def _helper(target: _Target, confinement: confine.Confinement, work: Work, keep:
         work(keep, proc_fd)
         confine.check_no_new_modules(before)
     except BaseException as exc:
+        echo = b"~" if is_consequence(exc) else b""  # see _run
         with contextlib.suppress(BaseException):
-            os.write(err_w, reason(exc).encode(errors="replace"))
+            os.write(err_w, echo + reason(exc).encode(errors="replace"))
         code = 1
     os._exit(code)
 
@@ -203,23 +204,29 @@ def _run(target: _Target, work: Work, host_side: Callable[[int], None], *,
     target.close()
     os.close(theirs)
     os.close(err_w)
-    failure = ""
+    failure: BaseException | None = None
     try:
         host_side(ours)
     except (OSError, TuiboxError, RecursionError) as exc:
-        failure = reason(exc)
+        failure = exc
     finally:
         os.close(ours)
         _, status = os.waitpid(pid, 0)
-        message = b""
+        raw = b""
         while chunk := os.read(err_r, 4096):
-            message += chunk
+            raw += chunk
         os.close(err_r)
-    # The helper's reason comes first: the host side then only saw the stream end.
+    # When one side fails the other only sees the pipe end ("~": an echo): report the
+    # cause, whichever side it was on.
+    theirs_echo = raw.startswith(b"~")
+    message = raw.removeprefix(b"~").decode(errors="replace")
+    ours_echo = failure is not None and is_consequence(failure)
+    if failure is not None and (not ours_echo or not message or theirs_echo):
+        if isinstance(failure, InvalidArgument):
+            raise failure
+        raise CopyError(f"copy failed: {reason(failure)}")
     if message:
-        raise CopyError(f"copy failed: {message.decode(errors='replace')}")
-    if failure:
-        raise CopyError(f"copy failed: {failure}")
+        raise CopyError(f"copy failed: {message}")
     if status != 0:
         raise CopyError("copy failed in the container")
 
@@ -257,6 +264,17 @@ def _host_destination(raw: str, name: str) -> tuple[int, str, Path]:
         raise InvalidArgument(f"destination directory {dir_path} does not exist") from None
     except NotADirectoryError:
         raise InvalidArgument(f"destination {dir_path} is not a directory") from None
+
+
+def _check_replaceable(dir_fd: int, final: str, shown: Path) -> None:
+    """Refuse early (before any data moves) what ``_place`` would refuse at the end."""
+    try:
+        st = os.stat(final, dir_fd=dir_fd, follow_symlinks=False)
+    except FileNotFoundError:
+        return
+    if not (stat.S_ISREG(st.st_mode) or stat.S_ISDIR(st.st_mode)):
+        raise InvalidArgument(f"cannot write to {shown}: it is {_kind_of(st.st_mode)} "
+                              "(cp only replaces regular files)")
 
 
 def _place(staging: int, dir_fd: int, final: str, kind: int, shown: Path) -> None:
@@ -322,6 +340,7 @@ def copy_from_container(engine: Engine, ref: str, path: str, dest: Path | str, *
             os.close(staging)
 
     try:
+        _check_replaceable(dir_fd, final, shown)
         target = _target(engine, cid)
         _run(target, produce, consume, into=False)
     finally:

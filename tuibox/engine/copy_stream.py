@@ -39,6 +39,10 @@ class CopyError(TuiboxError):
     """A copy could not be done: the one-line reason."""
 
 
+class StreamEnded(CopyError):
+    """The other end stopped: the reason is on that side."""
+
+
 def _write_all(fd: int, data: bytes) -> None:
     view = memoryview(data)
     while view:
@@ -50,7 +54,7 @@ def _read_exact(fd: int, size: int) -> bytes:
     while size:
         chunk = os.read(fd, min(size, _CHUNK))
         if not chunk:
-            raise CopyError("the copy stream ended early")
+            raise StreamEnded("the copy stream ended early")
         parts.append(chunk)
         size -= len(chunk)
     return b"".join(parts)
@@ -168,7 +172,7 @@ class Reader:
         kind (DIR, FILE …)."""
         kind, meta, _ = self._record()
         if kind == END:
-            raise CopyError("the copy stream is empty")
+            raise StreamEnded("the copy stream is empty")
         self._entry(dir_fd, kind, meta, _check_name(top_name))
         return kind
 
@@ -252,6 +256,11 @@ class Reader:
                             "with a non-directory")
         with contextlib.suppress(FileNotFoundError):
             os.unlink(name, dir_fd=dir_fd)
+
+
+def is_consequence(exc: BaseException) -> bool:
+    """The failure only echoes the other side's (it hung up, or sent nothing more)."""
+    return isinstance(exc, (StreamEnded, BrokenPipeError))
 
 
 def reason(exc: BaseException) -> str:
