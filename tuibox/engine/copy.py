@@ -308,7 +308,7 @@ def copy_from_container(engine: Engine, ref: str, path: str, dest: Path | str, *
                         archive: bool = False) -> None:
     """``docker cp [-a] CONTAINER:PATH DEST``."""
     cid = engine.resolve(ref)
-    path = posixpath.normpath("/" + path)
+    path = posixpath.normpath("/" + path.lstrip("/"))
     parent, leaf = posixpath.split(path)
     dir_fd, final, shown = _host_destination(os.fspath(dest), leaf)
     staging_name = f".tuibox-cp-{secrets.token_hex(6)}"
@@ -376,7 +376,7 @@ def copy_to_container(engine: Engine, source: Path, ref: str, path: str, *,
         raise InvalidArgument(f"could not find the file {source}")
     _refuse_devices(source)
     trailing = path.endswith("/")
-    path = posixpath.normpath("/" + path)
+    path = posixpath.normpath("/" + path.lstrip("/"))
     name = os.fsencode(source.name or source.resolve().name)
     if not name:
         raise InvalidArgument(f"cannot copy {source}: give a named file or directory")
