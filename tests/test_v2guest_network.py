@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -23,33 +22,21 @@ from typing import Any
 
 import pytest
 
-REPO = Path(__file__).resolve().parent.parent
-RUNNER = Path(os.environ.get("TUIBOX_V2GUEST", REPO.parent / "shared" / "v2guest")) \
-    / "run-in-v2-guest.sh"
+from tests import v2guest
+
 MARK = "tuibox-v2guest-result: "
 
-pytestmark = pytest.mark.v2guest
+pytestmark = [pytest.mark.v2guest,
+              pytest.mark.skipif(bool(v2guest.unavailable()),
+                                 reason=v2guest.unavailable() or "available")]
 
 
-def _guest_available() -> str:
-    if not RUNNER.exists():
-        return f"no guest runner at {RUNNER}"
-    if not shutil.which("qemu-system-x86_64"):
-        return "qemu-system-x86 is not installed"
-    return ""
-
-
-@pytest.mark.skipif(bool(_guest_available()), reason=_guest_available() or "available")
 @pytest.mark.timeout(900)  # one boot, ~2 min under QEMU's software CPU
 def test_without_nf_tables_bridge_runs_fail_clearly_and_the_supervisor_lives() -> None:
-    proc = subprocess.run(
-        [str(RUNNER), "-b", os.environ.get("GUEST_BACKEND", "tcg"), "-t", "800",
-         "-M", "nfnetlink", sys.executable, "-m", "tests.test_v2guest_network",
-         "/scratch/root"],
-        cwd=REPO, capture_output=True, text=True, timeout=860)
-    lines = [line for line in proc.stdout.splitlines() if line.startswith(MARK)]
-    assert proc.returncode == 0 and lines, f"guest run failed ({proc.returncode}):\n" \
-        f"{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}"
+    rc, out, err = v2guest.run_in_guest(sys.executable, "-m", "tests.test_v2guest_network",
+                                        "/scratch/root", modules=("nfnetlink",), timeout=800)
+    lines = [line for line in out.splitlines() if line.startswith(MARK)]
+    assert rc == 0 and lines, f"guest run failed ({rc}):\n{out[-3000:]}\n{err[-3000:]}"
     got = json.loads(lines[-1][len(MARK):])
     assert got["nf_tables_loaded"] is False
     for step in ("nfnetlink_only", "no_nfnetlink"):
