@@ -48,7 +48,8 @@ def _root_events(root: Path) -> list[dict[str, object]]:
 def _owned_cgroups(root: Path) -> set[str]:
     """cgroups of the containers this root created (other roots' never count)."""
     ids = {str(e["id"]) for e in _root_events(root) if e.get("type", "container") == "container"}
-    return {str(p) for cid in ids for p in CGROUP_ROOT.glob(f"*/tuibox/{cid}")}
+    return {str(p) for cid in ids  # v1: one tree per controller; v2: the one tree
+            for p in [*CGROUP_ROOT.glob(f"*/tuibox/{cid}"), *CGROUP_ROOT.glob(f"tuibox/{cid}")]}
 
 
 def _owned_network(root: Path) -> set[str]:

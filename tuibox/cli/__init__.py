@@ -321,7 +321,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 125
     try:
         if args.verb in ("run", "create"):
+            from ..engine.dropped import warnings_for
             from .fastrun import try_fast
+
+            for warning in warnings_for(oom_kill_disable=args.oom_kill_disable):
+                print(f"WARNING: {warning}", file=sys.stderr)  # as the docker CLI does
 
             code = try_fast(args)
             if code is not None:

@@ -32,7 +32,18 @@ def row(s: StatsSample, *, no_trunc: bool) -> dict[str, str]:
         "NetIO": f"{human_size(s.net_rx)} / {human_size(s.net_tx)}",
         "BlockIO": f"{human_size(s.block_read)} / {human_size(s.block_write)}",
         "PIDs": str(s.pids),
+        "OOMKills": str(s.oom_kills),
+        "PSI": _psi(s),
     }
+
+
+def _psi(s: StatsSample) -> str:
+    """PSI "some avg10" of cpu / memory / io: the share of the last 10 s in which some of
+    the container's tasks waited for that resource ("--" where the kernel has no PSI)."""
+    values = (s.psi_cpu, s.psi_memory, s.psi_io)
+    if all(v is None for v in values):
+        return "--"
+    return " / ".join("--" if v is None else f"{v:.2f}%" for v in values)
 
 
 def render_stats(engine: Engine, samples: dict[str, StatsSample], args: argparse.Namespace,
@@ -44,8 +55,12 @@ def render_stats(engine: Engine, samples: dict[str, StatsSample], args: argparse
         for c in engine.list(all=True):
             samples.setdefault(c.id, Sample(id=c.id, name=c.name, time_ns=0))
     rows = [row(s, no_trunc=args.no_trunc) for s in samples.values()]
-    return render_rows(rows, args.format,
-                       ["CONTAINER ID", "NAME", "CPU %", "MEM USAGE / LIMIT", "MEM %",
-                        "NET I/O", "BLOCK I/O", "PIDS"],
-                       ["Container", "Name", "CPUPerc", "MemUsage", "MemPerc", "NetIO",
-                        "BlockIO", "PIDs"])
+    headers = ["CONTAINER ID", "NAME", "CPU %", "MEM USAGE / LIMIT", "MEM %", "NET I/O",
+               "BLOCK I/O", "PIDS"]
+    keys = ["Container", "Name", "CPUPerc", "MemUsage", "MemPerc", "NetIO", "BlockIO", "PIDs"]
+    if any(s.psi_cpu is not None or s.psi_memory is not None for s in samples.values()):
+        # A cgroup v2 tree is there: its counters after docker's columns (templates and
+        # JSON have them as .OOMKills and .PSI everywhere).
+        headers += ["OOM KILLS", "PSI CPU / MEM / IO"]
+        keys += ["OOMKills", "PSI"]
+    return render_rows(rows, args.format, headers, keys)

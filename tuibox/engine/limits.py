@@ -6,6 +6,7 @@ import os
 from pathlib import Path
 
 from .cgroups.resources import DEFAULT_PIDS_LIMIT, Resources, device_rate, parse_cpus, validate
+from .dropped import warnings_for
 from .errors import InvalidArgument
 from .models import RunOptions
 
@@ -55,12 +56,15 @@ def resources_for(opts: RunOptions) -> Resources:
         pids = default_pids_limit()
     else:
         pids = opts.pids_limit if opts.pids_limit > 0 else None
+    # cgroup v2 has no OOM-killer switch: dropped, as Docker does (dropped.py warns).
+    oom_kill_disable = opts.oom_kill_disable and not warnings_for(oom_kill_disable=True)
     res = Resources(
         memory=opts.memory, memory_swap=opts.memory_swap,
-        memory_reservation=opts.memory_reservation, oom_kill_disable=opts.oom_kill_disable,
-        cpu_shares=opts.cpu_shares, cpu_period=period, cpu_quota=quota,
+        memory_reservation=opts.memory_reservation, oom_kill_disable=oom_kill_disable,
+        cpu_shares=opts.cpu_shares or None,  # 0 is Docker's "not set"
+        cpu_period=period, cpu_quota=quota,
         cpuset_cpus=opts.cpuset_cpus, cpuset_mems=opts.cpuset_mems, pids_limit=pids,
-        blkio_weight=opts.blkio_weight,
+        blkio_weight=opts.blkio_weight or None,  # 0: not set, as --cpu-shares
         device_read_bps=[device_rate(s, "--device-read-bps", is_bytes=True)
                          for s in opts.device_read_bps],
         device_write_bps=[device_rate(s, "--device-write-bps", is_bytes=True)
@@ -69,7 +73,7 @@ def resources_for(opts: RunOptions) -> Resources:
                           for s in opts.device_read_iops],
         device_write_iops=[device_rate(s, "--device-write-iops", is_bytes=False)
                            for s in opts.device_write_iops])
-    if opts.oom_kill_disable and opts.memory is None:
+    if oom_kill_disable and opts.memory is None:
         raise InvalidArgument("--oom-kill-disable without --memory could let one container "
                               "hang the host: set a --memory limit too")
     return check(res)
@@ -101,7 +105,7 @@ def updated(current: Resources, *, memory: int | None = None, memory_swap: int |
         res.cpu_period = cpu_period
     if cpu_quota is not None:
         res.cpu_quota = cpu_quota
-    if cpu_shares is not None:
+    if cpu_shares:  # update --cpu-shares 0 leaves them as they are (Docker)
         res.cpu_shares = cpu_shares
     if cpuset_cpus is not None:
         res.cpuset_cpus = cpuset_cpus
@@ -109,6 +113,6 @@ def updated(current: Resources, *, memory: int | None = None, memory_swap: int |
         res.cpuset_mems = cpuset_mems
     if pids_limit is not None:
         res.pids_limit = pids_limit if pids_limit > 0 else None
-    if blkio_weight is not None:
+    if blkio_weight:
         res.blkio_weight = blkio_weight
     return check(res)

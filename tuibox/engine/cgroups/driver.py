@@ -111,7 +111,11 @@ def rmdir_tree(path: Path) -> bool:
     if not path.exists():
         return True
     ok = True
-    for sub in sorted((p for p in path.rglob("*") if p.is_dir()), key=lambda p: -len(p.parts)):
+    try:
+        subs = sorted((p for p in path.rglob("*") if p.is_dir()), key=lambda p: -len(p.parts))
+    except FileNotFoundError:  # another remover (the supervisor, rm -f) was faster
+        subs = []
+    for sub in subs:
         try:
             os.rmdir(sub)
         except FileNotFoundError:

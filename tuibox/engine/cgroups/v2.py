@@ -1,15 +1,24 @@
 """cgroup v2: one unified tree; containers are leaves under ``tuibox/``.
 
-This host is v1 for its controllers, so the limit and stats code here is exercised
-against a model of a v2 cgroup's files in the tests; the freezer and ``cgroup.kill`` run
-for real on this host's unified tree.
+Where the containers go: ``tuibox/<id>`` under the root of the hierarchy as mounted at
+/sys/fs/cgroup, as Docker's and Podman's cgroupfs drivers do, wherever tuibox itself
+runs (a login session's scope has the user's shell in it: no place for child cgroups).
+Inside a cgroup namespace (a container, LXC, systemd-nspawn) that root is the delegated
+subtree, and it may hold processes: cgroup v2 lets a non-root cgroup hand controllers
+down only when it holds none ("no internal processes"), so they move into an ``init``
+leaf first, as Podman and Docker's dind do.
+
+This host is v1 for its controllers: the v2 limits and stats are proven in a pure v2
+guest (tests/test_v2guest_resources.py) and against a model of the files here.
 """
 
 from __future__ import annotations
 
+import contextlib
+import errno
+import os
 from pathlib import Path
 
-from ..errors import InvalidArgument
 from . import bpf_devices, files
 from .devices import DevicePolicy
 from .driver import create_retrying, remove_dirs
@@ -33,12 +42,29 @@ class V2Driver:
         # Every ancestor hands its controllers down; the leaf itself holds the processes.
         d = self.root
         for part in Path(rel).parts:
-            available = (files.read(d / "cgroup.controllers") or "").split()
-            enable = " ".join(f"+{c}" for c in WANTED if c in available)
-            if enable:
-                files.write(d / "cgroup.subtree_control", enable, flag="cgroup controllers")
+            self._hand_down(d)
             d = d / part
             d.mkdir(exist_ok=True)
+
+    def _hand_down(self, d: Path) -> None:
+        available = (files.read(d / "cgroup.controllers") or "").split()
+        enabled = (files.read(d / "cgroup.subtree_control") or "").split()
+        enable = " ".join(f"+{c}" for c in WANTED if c in available and c not in enabled)
+        if not enable:
+            return  # the usual case after the first container: no write at all
+        for attempt in range(10):
+            try:
+                _write_raw(d / "cgroup.subtree_control", enable)
+                return
+            except OSError as exc:
+                # EBUSY: a non-root cgroup with processes in it (our view's root inside a
+                # cgroup namespace). Only that root is ours to rearrange.
+                if exc.errno != errno.EBUSY or d != self.root or attempt == 9:
+                    files.write(d / "cgroup.subtree_control", enable,
+                                flag="cgroup controllers")  # raises, naming the file
+                    return
+                _evacuate(d, d / "init")
+
 
     def procs_files(self, rel: str) -> list[Path]:
         return [self.root / rel / "cgroup.procs"]
@@ -62,18 +88,19 @@ class V2Driver:
         files.write(self.root / rel / name, value, flag=flag)
 
     def apply(self, rel: str, res: Resources) -> None:
-        if res.oom_kill_disable:
-            raise InvalidArgument("--oom-kill-disable is a cgroup v1 feature; cgroup v2 has "
-                                  "no such knob")
+        # --oom-kill-disable has no v2 knob: limits.py drops it with Docker's warning.
         if res.memory is not None:
             self._knob(rel, "memory.max", str(res.memory), "--memory")
             swap = res.effective_memory_swap()
             # v1 counts memory+swap together; v2's memory.swap.max is the swap alone.
             swap_v2 = "max" if swap is None or swap == -1 else str(max(0, swap - res.memory))
-            self._knob(rel, "memory.swap.max", swap_v2, "--memory-swap")
+            if res.memory_swap not in (None, -1) \
+                    or (self.root / rel / "memory.swap.max").exists():
+                # No swap accounting: runc skips what was not asked for; asked, it fails.
+                self._knob(rel, "memory.swap.max", swap_v2, "--memory-swap")
         if res.memory_reservation is not None:
             self._knob(rel, "memory.low", str(res.memory_reservation), "--memory-reservation")
-        if res.cpu_shares is not None:
+        if res.cpu_shares:  # 0 is Docker's "not set"
             self._knob(rel, "cpu.weight", str(shares_to_weight(res.cpu_shares)),
                        "--cpu-shares")
         if res.cpu_quota is not None or res.cpu_period is not None:
@@ -86,9 +113,14 @@ class V2Driver:
         limit = res.pids_limit
         self._knob(rel, "pids.max", "max" if limit is None or limit <= 0 else str(limit),
                    "--pids-limit")
-        if res.blkio_weight is not None:
-            self._knob(rel, "io.weight", f"default {blkio_to_io_weight(res.blkio_weight)}",
-                       "--blkio-weight")
+        if res.blkio_weight:
+            # runc's order: BFQ's weight takes v1's units as they are; io.weight (iocost)
+            # has a 1-10000 scale.
+            if (self.root / rel / "io.bfq.weight").exists():
+                self._knob(rel, "io.bfq.weight", str(res.blkio_weight), "--blkio-weight")
+            else:
+                self._knob(rel, "io.weight", f"default {blkio_to_io_weight(res.blkio_weight)}",
+                           "--blkio-weight")
         devices: dict[tuple[int, int], list[str]] = {}
         for rates, key in ((res.device_read_bps, "rbps"), (res.device_write_bps, "wbps"),
                            (res.device_read_iops, "riops"), (res.device_write_iops, "wiops")):
@@ -96,7 +128,7 @@ class V2Driver:
                 devices.setdefault((r.major, r.minor), []).append(f"{key}={r.rate}")
         for (major, minor), settings in devices.items():
             self._knob(rel, "io.max", f"{major}:{minor} {' '.join(settings)}",
-                       "--device-read-bps/--device-write-bps")
+                       "--device-read/write-bps/iops")
 
     def apply_devices(self, rel: str, policy: DevicePolicy) -> None:
         # v2 has no devices files: a BPF program is the only device control there is.
@@ -150,3 +182,20 @@ class V2Driver:
             psi_cpu=files.psi_some_avg10(files.read(d / "cpu.pressure")),
             psi_memory=files.psi_some_avg10(files.read(d / "memory.pressure")),
             psi_io=files.psi_some_avg10(files.read(d / "io.pressure")))
+
+
+def _write_raw(path: Path, value: str) -> None:
+    fd = os.open(path, os.O_WRONLY | os.O_CLOEXEC)
+    try:
+        os.write(fd, value.encode())
+    finally:
+        os.close(fd)
+
+
+def _evacuate(source: Path, leaf: Path) -> None:
+    """Move every process of ``source`` into ``leaf`` (one pid per write, as the kernel
+    wants); one that exits meanwhile is no loss."""
+    leaf.mkdir(exist_ok=True)
+    for pid in (files.read(source / "cgroup.procs") or "").split():
+        with contextlib.suppress(ProcessLookupError):
+            _write_raw(leaf / "cgroup.procs", pid)
