@@ -200,3 +200,31 @@ def test_dashboard_inspect_warns_about_privileged(engine: Engine) -> None:
             assert ("root on the host" in view.warning) is warned  # type: ignore[attr-defined]
 
     drive(engine, body)
+
+
+def test_exec_gets_the_containers_confinement(cli: Cli, tmp_path: Path) -> None:
+    """An exec'd process drops to what the container's PID 1 has, not to defaults."""
+    def exec_status(cid: str, *flags: str) -> dict[str, str]:
+        out = cli("exec", *flags, cid, "cat", "/proc/self/status").stdout
+        return dict(line.split(":\t", 1) for line in out.splitlines() if ":\t" in line)
+
+    def start(*flags: str) -> str:
+        return cli("run", "-d", "--network", "none", *flags, "busybox", "sleep", "60"
+                   ).stdout.strip()
+
+    added = exec_status(start("--cap-add", "NET_ADMIN", "--security-opt", "no-new-privileges"))
+    assert caps(added, "CapEff") == DEFAULT | NET_ADMIN and added["NoNewPrivs"] == "1"
+    dropped = exec_status(start("--cap-drop", "ALL"))
+    assert caps(dropped, "CapEff") == 0 and caps(dropped, "CapBnd") == 0
+    assert dropped["NoNewPrivs"] == "0" and dropped["Seccomp"] == "2"
+    unconfined = start("--security-opt", "seccomp=unconfined")
+    assert exec_status(unconfined)["Seccomp"] == "0"
+    priv = exec_status(start("--privileged"))
+    assert caps(priv, "CapEff") == OURS and priv["Seccomp"] == "0"
+    # A user's profile: the exec'd shell is refused mkdir as PID 1 is.
+    profile = tmp_path / "no-mkdir.json"
+    profile.write_text(json.dumps({"defaultAction": "SCMP_ACT_ALLOW", "syscalls": [
+        {"names": ["mkdir", "mkdirat"], "action": "SCMP_ACT_ERRNO"}]}))
+    cid = start("--security-opt", f"seccomp={profile}")
+    out = cli("exec", cid, "sh", "-c", "mkdir /x 2>&1; echo $?", check=False).stdout
+    assert "Operation not permitted" in out and out.endswith("1\n")

@@ -403,6 +403,7 @@ class Engine:
         from .cgroups import detect_driver
         from .runtime.exec import ExecPlan
         from .runtime.spec import merge_env
+        from .security import joined_confinement
 
         c = self.get(ref)
         st = c.state
@@ -413,11 +414,17 @@ class Engine:
         if not args:
             raise InvalidArgument("no command given to exec")
         extra = ["TERM=xterm"] if tty else []
+        # The container's capabilities, no_new_privs and the filter its PID 1 loaded.
+        caps, no_new_privs, program = joined_confinement(c.config, self.containers.dir(c.id),
+                                                         privileged=privileged)
         return ExecPlan(pid=st.pid, args=args,
                         env=merge_env(c.config.process.env, extra, env or []),
                         cwd=workdir or c.config.process.cwd,
                         user=user if user is not None else c.config.process.user,
-                        tty=tty, stdin=stdin, privileged=privileged, seccomp=c.config.seccomp,
+                        tty=tty, stdin=stdin, privileged=privileged, seccomp=program is not None,
+                        cap_mask=caps, no_new_privs=no_new_privs,
+                        seccomp_filter=program.code if program else None,
+                        seccomp_flags=program.flags if program else 0,
                         cgroup_procs=detect_driver().procs_files(st.cgroup))
 
     def containers_using(self, image_id: str) -> builtins.list[str]:

@@ -362,7 +362,3 @@ def compiled() -> bytes:
     """Docker's default profile for Docker's default capabilities, as BPF code."""
     return compile_profile(DEFAULT_PROFILE, capabilities.DEFAULT_MASK).code
 
-
-def load_default_filter() -> None:
-    """The old ``exec``'s entry point (until it passes the container's own filter)."""
-    load(compile_profile(DEFAULT_PROFILE, capabilities.DEFAULT_MASK))
