@@ -12,12 +12,14 @@ import os
 import re
 import secrets
 import shutil
+import time
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Literal
 
 from .errors import Conflict, ContainerNotFound, InvalidArgument, RecordError
+from .liveness import exited_view, stale, supervisor_listening
 from .models import Container, ContainerConfig, ContainerState, Event
 from .names import random_name
 from .paths import StatePaths
@@ -36,10 +38,16 @@ def now() -> datetime:
 
 
 class ContainerStore:
-    """Reads and writes ``containers/<id>/{config,state}.json`` and ``names/``."""
+    """Reads and writes ``containers/<id>/{config,state}.json`` and ``names/``.
 
-    def __init__(self, paths: StatePaths) -> None:
+    With ``live`` (the engine's store) a running record whose process is gone reads as
+    exited while no supervisor runs to record it (a reboot, or all of tuibox killed); the
+    supervisor itself reads the records as written."""
+
+    def __init__(self, paths: StatePaths, *, live: bool = False) -> None:
         self.paths = paths
+        self.live = live
+        self._listening, self._listening_at = False, -1.0
         self._cache: dict[str, tuple[tuple[int, int], Container]] = {}
 
     # ------------------------------------------------------------------ names and ids
@@ -118,7 +126,8 @@ class ContainerStore:
         return read_record(self.dir(cid) / "config.json", ContainerConfig)
 
     def state(self, cid: str) -> ContainerState:
-        return read_record(self.dir(cid) / "state.json", ContainerState)
+        state = read_record(self.dir(cid) / "state.json", ContainerState)
+        return self._view(state) if self.live else state
 
     def get(self, cid: str) -> Container:
         """Both records; re-read only when a file changed (listing 1000 containers every
@@ -130,11 +139,28 @@ class ContainerStore:
             key = None
         cached = self._cache.get(cid)
         if key is not None and cached is not None and cached[0] == key:
-            return cached[1]
-        container = Container(config=self.config(cid), state=self.state(cid))
-        if key is not None:
-            self._cache[cid] = (key, container)
+            container = cached[1]
+        else:
+            container = Container(config=self.config(cid),
+                                  state=read_record(d / "state.json", ContainerState))
+            if key is not None:
+                self._cache[cid] = (key, container)
+        if self.live and container.state.running:  # checked on every read, never cached
+            view = self._view(container.state)
+            if view is not container.state:
+                return Container(config=container.config, state=view)
         return container
+
+    def _view(self, state: ContainerState) -> ContainerState:
+        if not stale(state):
+            return state
+        # A live supervisor is about to record the real exit (or a restart): trust it.
+        # Verbs that enter or signal the process verify it themselves (liveness).
+        now_ = time.monotonic()
+        if now_ - self._listening_at > 0.5:
+            self._listening = supervisor_listening(self.paths.supervisor_socket)
+            self._listening_at = now_
+        return state if self._listening else exited_view(state)
 
     def write_config(self, config: ContainerConfig) -> None:
         write_record(self.dir(config.id) / "config.json", config)

@@ -37,6 +37,7 @@ from .signals import parse_signal
 if TYPE_CHECKING:
     from .images import ImageStore
     from .images.registry.progress import ProgressCallback
+    from .liveness import LiveProcess
     from .logs import LogEntry
     from .models import ImageRecord
     from .network.models import NetworkRecord
@@ -63,7 +64,7 @@ class Engine:
     def __init__(self, root: Path | str | None = None) -> None:
         self.paths = StatePaths(Path(root) if root is not None else default_root())
         self.paths.ensure()
-        self.containers = ContainerStore(self.paths)
+        self.containers = ContainerStore(self.paths, live=True)  # stale records read exited
         self._images: ImageStore | None = None
         self._client: SupervisorClient | None = None
         self._sampler: StatsSampler | None = None
@@ -108,6 +109,24 @@ class Engine:
 
     def get(self, ref: str) -> Container:
         return self.containers.get(self.resolve(ref))
+
+    def live_pid(self, ref: str) -> int | None:
+        """The host pid of the container's PID 1 if the recorded process is still that
+        process (start time and boot verified), else None.  A pid is only a number: to
+        enter or signal the process use ``open_process``, which cannot be raced."""
+        from .liveness import is_live
+
+        st = self.containers.state(self.resolve(ref))
+        return st.pid if is_live(st) else None
+
+    def open_process(self, ref: str, *,
+                     namespaces: tuple[str, ...] = ()) -> LiveProcess | None:
+        """A verified handle on the container's PID 1 (pidfd, ``/proc/<pid>`` dir fd and
+        an fd per namespace in ``namespaces``, e.g. ``("mnt",)``), or None if it does not
+        run.  The caller closes it (``with``).  Never a stranger that reused the pid."""
+        from .liveness import open_live
+
+        return open_live(self.containers.state(self.resolve(ref)), namespaces)
 
     def list(self, *, all: bool = False) -> builtins.list[Container]:
         found, _ = self.containers.list()
@@ -197,9 +216,11 @@ class Engine:
 
     def start(self, ref: str) -> int:
         """Start a created or exited container; returns its PID 1's host pid."""
+        from .liveness import is_live
+
         cid = self.resolve(ref)
         state = self.containers.state(cid)
-        if state.running and not state.restarting:
+        if is_live(state):  # "running" alone is not enough: its pid may be a stranger's now
             return state.pid
         reply = self.supervisor.request({"op": "start", "id": cid})
         return int(reply["pid"])
@@ -407,7 +428,8 @@ class Engine:
 
         c = self.get(ref)
         st = c.state
-        if not st.running or st.restarting or not st.pid:
+        pid = self.live_pid(c.id)
+        if not st.running or st.restarting or pid is None:
             raise Conflict(f"container {c.id} is not running")
         if st.paused:
             raise Conflict(f"container {c.id} is paused, unpause the container before exec")
@@ -417,7 +439,7 @@ class Engine:
         # The container's capabilities, no_new_privs and the filter its PID 1 loaded.
         caps, no_new_privs, program = joined_confinement(c.config, self.containers.dir(c.id),
                                                          privileged=privileged)
-        return ExecPlan(pid=st.pid, args=args,
+        return ExecPlan(pid=pid, args=args,
                         env=merge_env(c.config.process.env, extra, env or []),
                         cwd=workdir or c.config.process.cwd,
                         user=user if user is not None else c.config.process.user,

@@ -257,6 +257,7 @@ class ContainerState(Record):
     removing: bool = False
     pid: int = 0
     pid_start: int = 0  # /proc/<pid>/stat starttime: tells a reused pid from ours
+    boot_id: str = ""  # the boot pid/pid_start belong to: none of them survive a reboot
     exit_code: int = 0
     error: str = ""
     started_at: datetime = ZERO_TIME

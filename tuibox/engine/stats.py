@@ -12,6 +12,7 @@ import time
 
 from .cgroups import CgroupDriver
 from .cgroups import files as cgfiles
+from .liveness import LiveProcess, open_live
 from .models import Container, ProcessInfo, StatsSample
 
 _CLK_TCK = os.sysconf("SC_CLK_TCK")
@@ -39,10 +40,21 @@ def host_memory() -> int:
     return 0
 
 
-def net_bytes(pid: int) -> tuple[int, int]:
-    """rx/tx bytes over the interfaces of ``pid``'s network namespace, loopback excluded."""
+def net_bytes(proc: LiveProcess) -> tuple[int, int]:
+    """rx/tx bytes over the interfaces of the process's network namespace, loopback
+    excluded; read through its verified ``/proc/<pid>`` fd, never a pid reused since."""
+    try:
+        fd = os.open("net/dev", os.O_RDONLY | os.O_CLOEXEC, dir_fd=proc.proc)
+    except OSError:
+        return 0, 0
+    try:
+        text = os.read(fd, 1 << 20).decode()
+    except OSError:
+        text = ""
+    finally:
+        os.close(fd)
     rx = tx = 0
-    for line in (cgfiles.read(f"/proc/{pid}/net/dev") or "").splitlines()[2:]:
+    for line in text.splitlines()[2:]:
         name, _, data = line.partition(":")
         if name.strip() == "lo":
             continue
@@ -67,8 +79,12 @@ class StatsSampler:
         samples: dict[str, StatsSample] = {}
         seen = set()
         for c in containers:
-            if not c.state.running or not c.state.pid:
+            proc = open_live(c.state)  # a pid reused by a host process is not ours
+            if proc is None:
                 continue
+            with proc:  # host: not the container's traffic; none: loopback, never counted
+                rx, tx = (0, 0) if c.config.network_mode in ("host", "none") \
+                    else net_bytes(proc)
             cid = c.id
             seen.add(cid)
             k = self.driver.counters(c.state.cgroup or f"tuibox/{cid}")
@@ -84,9 +100,6 @@ class StatsSampler:
             limit = k.memory_limit
             if limit <= 0 or (self._host_memory and limit > self._host_memory):
                 limit = self._host_memory
-            # host: not the container's traffic; none: loopback only, which never counts
-            rx, tx = (0, 0) if c.config.network_mode in ("host", "none") \
-                else net_bytes(c.state.pid)
             samples[cid] = StatsSample(
                 id=cid, name=c.name, time_ns=now, cpu_percent=round(cpu_percent, 2),
                 cpu_usage_ns=k.cpu_ns, cpu_throttled_periods=k.throttled_periods,

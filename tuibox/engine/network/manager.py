@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING
 
 from ..containers import ContainerStore
 from ..errors import ContainerNotFound, RecordError, SetupError, TuiboxError
+from ..liveness import open_live
 from ..models import ContainerConfig, ContainerNetwork, NetworkSettings, PortSpec
 from ..paths import StatePaths
 from .etcfiles import hosts_file, rewrite_in_place
@@ -113,14 +114,14 @@ class NetworkManager:
             target = self.containers.get(self.containers.resolve(ref))
         except (ContainerNotFound, RecordError) as exc:
             raise SetupError("network", f"cannot join the network of {ref}: {exc}") from None
-        if not target.state.running or not target.state.pid:
+        # Verified, never a bare pid: a stale record's pid may be a host process now, and
+        # joining its namespace would put this container on the host's network.
+        proc = open_live(target.state, ("net",))
+        if proc is None:
             raise SetupError("network", f"cannot join the network of container {ref}: it "
                              f"is not running")
-        try:
-            fd = os.open(f"/proc/{target.state.pid}/ns/net", os.O_RDONLY | os.O_CLOEXEC)
-        except OSError as exc:
-            raise SetupError("network", f"cannot open the network namespace of {ref}: "
-                             f"{exc.strerror}") from None
+        with proc:
+            fd = proc.ns.pop("net")  # ours now: close() leaves it open
         self.joined.setdefault(target.id, set()).add(config.id)
         # Its addresses are the other's; its published ports stay the other's (Docker's
         # `ps` shows them on one container only).
@@ -250,29 +251,26 @@ class NetworkManager:
 
     # ------------------------------------------------------------------ connect / disconnect
 
-    def connect(self, config: ContainerConfig, pid: int, name: str,
+    def connect(self, config: ContainerConfig, ns_fd: int, name: str,
                 aliases: list[str]) -> ContainerNetwork:
-        """Attach a running container to one more network (a new ``ethN``)."""
+        """Attach a running container to one more network (a new ``ethN``) in its network
+        namespace ``ns_fd`` (the caller's, opened through ``liveness.open_live``)."""
         self._require_nft()
-        ns_fd = os.open(f"/proc/{pid}/ns/net", os.O_RDONLY | os.O_CLOEXEC)
+        inner = self.netlink.inside(ns_fd)
         try:
-            inner = self.netlink.inside(ns_fd)
+            used = {ep.ifname for _, ep in self.store.endpoints_of(config.id)}
+            ifname = next(f"eth{i}" for i in range(64) if f"eth{i}" not in used)
+            settings = NetworkSettings()
             try:
-                used = {ep.ifname for _, ep in self.store.endpoints_of(config.id)}
-                ifname = next(f"eth{i}" for i in range(64) if f"eth{i}" not in used)
-                settings = NetworkSettings()
-                try:
-                    self._connect_one(config, name, ns_fd, inner, ifname, default_route=False,
-                                      settings=settings, own=[], aliases=aliases)
-                except BaseException:
-                    for record, ep in self.store.endpoints_of(config.id):
-                        if record.name == name:
-                            self._disconnect_endpoint(record, ep)
-                    raise
-            finally:
-                inner.close()
+                self._connect_one(config, name, ns_fd, inner, ifname, default_route=False,
+                                  settings=settings, own=[], aliases=aliases)
+            except BaseException:
+                for record, ep in self.store.endpoints_of(config.id):
+                    if record.name == name:
+                        self._disconnect_endpoint(record, ep)
+                raise
         finally:
-            os.close(ns_fd)
+            inner.close()
         self.sync()
         self._refresh_peers(config.id, [name])
         self._refresh_own(config)

@@ -20,11 +20,13 @@ import signal
 import socket
 import sys
 import time
+import traceback
 from collections.abc import Callable
 from typing import Any
 
 PR_SET_CHILD_SUBREAPER = 36
 MAX_FDS_PER_MESSAGE = 250
+STARTUP_FAILED = 3  # the supervisor's exit code when it could not start (it told the clients)
 
 
 def _send(ctl: socket.socket, message: dict[str, Any], fds: list[int] | None = None) -> None:
@@ -64,10 +66,17 @@ class Keeper:
             for _, fds in self.store.values():
                 for fd in fds:
                     os.close(fd)
+            code = 0
             try:
                 self.run_supervisor(self.listen.fileno(), theirs.fileno())
+            except SystemExit as exc:
+                code = exc.code if isinstance(exc.code, int) else 0
+            except BaseException:
+                traceback.print_exc()  # into the supervisor log: a death must say why
+                code = 1
             finally:
-                os._exit(0)
+                sys.stderr.flush()
+                os._exit(code)
         theirs.close()
         self.pid, self.ctl = pid, ours
         with contextlib.suppress(OSError):
@@ -127,6 +136,10 @@ class Keeper:
                     self.ctl = None
                 if self.shutting_down:
                     return False
+                if os.waitstatus_to_exitcode(status) == STARTUP_FAILED:
+                    if not self.store and not self.exits:
+                        return False  # nothing of ours runs: the next client retries
+                    self.started_at = time.monotonic()  # back off as after a quick death
                 self.start_supervisor()
             elif self.ctl is not None:
                 try:

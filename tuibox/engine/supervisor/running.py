@@ -20,16 +20,6 @@ def cgroup_rel(cid: str) -> str:
     return f"tuibox/{cid}"
 
 
-def pid_start_time(pid: int) -> int:
-    """Field 22 of /proc/<pid>/stat: with the pid, names one process over time."""
-    try:
-        with open(f"/proc/{pid}/stat", "rb") as f:
-            data = f.read()
-    except OSError:
-        return 0
-    return int(data.rsplit(b")", 1)[1].split()[19])
-
-
 def exit_code_of(status: int) -> int:
     code = os.waitstatus_to_exitcode(status)
     return 128 - code if code < 0 else code
@@ -101,7 +91,7 @@ class Running:
     started: float = field(default_factory=time.monotonic)
     stop_timer: int = 0
     finish_timer: int = 0
-    pidfd: int = -1  # adopted with no parent link: watch the pidfd instead
+    pidfd: int = -1  # signals go through it; adopted without pipes, it also tells the exit
     pty: int = -1  # TTY master; its output is relayed into a pipe the log writer reads
     relay_w: int = -1
     stdin: int = -1  # write end of the container's stdin (-i), or the pty master

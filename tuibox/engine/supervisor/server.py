@@ -21,6 +21,7 @@ import shutil
 import signal
 import socket
 import time
+import traceback
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -29,6 +30,7 @@ from ..cgroups import detect_driver
 from ..cgroups.devices import policy_for
 from ..containers import ContainerStore, now
 from ..errors import RecordError, SetupError, TuiboxError
+from ..liveness import VANISHED, boot_id, open_live, start_time
 from ..logs import LogWriter
 from ..models import ContainerConfig, ContainerState, Mount, NetworkSettings
 from ..network.etcfiles import write_etc_files
@@ -42,12 +44,15 @@ from ..security import cap_mask
 from ..signals import parse_signal
 from . import protocol
 from .keeper import MAX_FDS_PER_MESSAGE
-from .running import Client, Running, cgroup_rel, exit_code_of, pid_start_time
+from .refuse import STARTUP_FAILED, refuse
+from .running import Client, Running, cgroup_rel, exit_code_of
 from .stdio import StdioMixin, winsize_of
 
 # After PID 1 exits the pipes normally reach EOF at once (the pid namespace dies with it);
 # this bounds the wait for a straggler before the exit is recorded anyway.
 DRAIN_GRACE = 2.0
+# How long an adopted container that is gone may wait for its status from the keeper.
+KEEPER_GRACE = 5.0
 DEFAULT_STOP_TIMEOUT = 10
 
 
@@ -122,49 +127,80 @@ class Supervisor(StdioMixin):
                 kept[msg["cid"]] = dict(zip(msg["streams"], fds, strict=True))
             elif msg["op"] == "exit":
                 exits.append((msg["pid"], msg["status"]))
+        reaped = dict(exits)  # what the keeper collected while no supervisor ran
         containers, _ = self.store.list()
         for c in containers:
-            st = c.state
             streams = kept.pop(c.id, {})
-            if st.running and st.pid:
-                self._adopt_one(c.config, st, streams)
-                continue
-            if st.restarting:
-                self._schedule_restart(c.id, 0.1)
-            elif self.driver.exists(cgroup_rel(c.id)):
-                self._remove_cgroup(cgroup_rel(c.id))  # left behind by a crash
-            for fd in streams.values():
-                os.close(fd)
+            try:
+                self._adopt_container(c.config, c.state, streams, reaped)
+            except Exception as exc:  # one container's trouble must not keep us down
+                log(f"adopting {c.id[:12]}: {exc!r}")
+                if c.id not in self.running:
+                    with contextlib.suppress(TuiboxError, OSError):
+                        self.store.update_state(c.id, _mark_lost)
         for cid, streams in kept.items():  # containers removed meanwhile
             for fd in streams.values():
                 os.close(fd)
             self._keeper({"op": "drop", "cid": cid})
-        for pid, status in exits:
+        for pid, status in reaped.items():
             self._on_exit(pid, status)
         try:
             self.network.sweep(set(self.running))
-        except TuiboxError as exc:
-            log(f"network clean-up after adoption: {exc}")
+        except Exception as exc:  # after a reboot its bridges and table are gone: go on
+            log(f"network clean-up after adoption: {exc!r}")
+
+    def _adopt_container(self, config: ContainerConfig, st: ContainerState,
+                         streams: dict[str, int], reaped: dict[int, int]) -> None:
+        if st.running and not st.restarting:
+            self._adopt_one(config, st, streams, reaped)
+            return
+        for fd in streams.values():
+            os.close(fd)
+        if st.restarting:
+            self._schedule_restart(config.id, 0.1)
+        elif self.driver.exists(cgroup_rel(config.id)):
+            self._remove_cgroup(cgroup_rel(config.id))  # left behind by a crash
 
     def _adopt_one(self, config: ContainerConfig, st: ContainerState,
-                   fds: dict[str, int]) -> None:
-        alive = pid_start_time(st.pid) == st.pid_start and st.pid_start != 0
+                   fds: dict[str, int], reaped: dict[int, int]) -> None:
+        # The pidfd is opened before the start time is checked: what we keep is the very
+        # process the record names, never a stranger that reused its pid (a reboot, or
+        # the container killed together with us and the keeper).
+        proc = open_live(st)
         run = Running(cid=config.id, pid=st.pid, writer=None)
         self.running[config.id] = run
-        self.by_pid[st.pid] = config.id
         if fds:
             run.writer = self._writer(config)
             run.writer.recover()
             self._attach_streams(run, fds)
             self.pump(config.id)  # whatever arrived while no supervisor ran
-        if not alive:
-            # Dead and not reported by the keeper: both were killed; the code is lost.
+        if proc is None:
+            # Gone.  The keeper may have reaped it (its real status); if not, both were
+            # killed or the host rebooted: Docker's 255, since nobody can know.
+            status = reaped.pop(st.pid, None) if st.pid else None
+            if status is None and fds and st.pid:
+                # The keeper held its pipes all along, so it was its child: the status it
+                # reaped may still be on its way (sent after "ready").  Wait a little.
+                self.by_pid[st.pid] = config.id
+                run.finish_timer = self.call_later(KEEPER_GRACE,
+                                                   lambda: self._lost(config.id, run))
+                return
+            log(f"adopting {config.id[:12]}: pid {st.pid} is gone or no longer its process; "
+                f"exit status {'from the keeper' if status is not None else 'lost'}")
+            run.status = status if status is not None else 255 << 8
+            self._finish(config.id, lost=status is None)
+            return
+        self.by_pid[st.pid] = config.id
+        run.pidfd, proc.pidfd = proc.pidfd, -1
+        proc.close()
+        if not fds:  # no parent link and no pipes: the pidfd tells us when it exits
+            self.sel.register(run.pidfd, selectors.EVENT_READ, (config.id, "pidfd"))
+
+    def _lost(self, cid: str, run: Running) -> None:
+        if self.running.get(cid) is run and run.status is None:
+            log(f"{cid[:12]}: its process is gone and the keeper reported no exit status")
             run.status = 255 << 8
-            self._finish(config.id, lost=True)
-        elif not fds:
-            with contextlib.suppress(OSError):
-                run.pidfd = os.pidfd_open(st.pid)
-                self.sel.register(run.pidfd, selectors.EVENT_READ, (config.id, "pidfd"))
+            self._finish(cid, lost=True)
 
     # ------------------------------------------------------------------ containers
 
@@ -257,11 +293,13 @@ class Supervisor(StdioMixin):
         self._attach_streams(run, {k: v for k, v in streams.items() if v >= 0})
         self._keeper({"op": "store", "cid": cid, "streams": list(run.external)},
                      list(run.external.values()))
-        start_time = pid_start_time(spawned.pid)
+        # Our child, not reaped yet: the pid cannot name anything else until we reap it.
+        run.pidfd = os.pidfd_open(spawned.pid)
+        started_at_tick = start_time(spawned.pid)
 
         def started(st: ContainerState) -> None:
             st.running, st.paused, st.restarting, st.dead = True, False, False, False
-            st.pid, st.pid_start = spawned.pid, start_time
+            st.pid, st.pid_start, st.boot_id = spawned.pid, started_at_tick, boot_id()
             st.exit_code, st.error, st.oom_killed = 0, "", False
             st.started_at = now()
             st.cgroup = rel
@@ -336,7 +374,8 @@ class Supervisor(StdioMixin):
             self.sel.unregister(fd)
             os.close(fd)
         if run.pidfd >= 0:
-            self.sel.unregister(run.pidfd)
+            with contextlib.suppress(KeyError, ValueError):
+                self.sel.unregister(run.pidfd)  # registered only when adopted without pipes
             os.close(run.pidfd)
         for fd in {run.pty, run.stdin, run.relay_w} - {-1}:
             with contextlib.suppress(KeyError, ValueError):
@@ -349,8 +388,12 @@ class Supervisor(StdioMixin):
         self._keeper({"op": "drop", "cid": cid})
         code = exit_code_of(run.status if run.status is not None else 255 << 8)
         oom = self.driver.counters(cgroup_rel(cid)).oom_kills > 0
-        if self.driver.frozen(cgroup_rel(cid)):
-            self.driver.thaw(cgroup_rel(cid))
+        # After a reboot the cgroup is gone: nothing to thaw, and no reason to fail.
+        if self.driver.exists(cgroup_rel(cid)) and self.driver.frozen(cgroup_rel(cid)):
+            try:
+                self.driver.thaw(cgroup_rel(cid))
+            except (TuiboxError, OSError) as exc:
+                log(f"thaw of {cid[:12]} after its exit: {exc}")
         try:
             config = self.store.config(cid)
         except RecordError:
@@ -366,7 +409,7 @@ class Supervisor(StdioMixin):
             st.finished_at = now()
             st.network = NetworkSettings()
             if lost:
-                st.error = "exit status lost: the supervisor and its keeper were both killed"
+                st.error = VANISHED
 
         state = self.store.update_state(cid, exited)
         if oom:
@@ -527,7 +570,12 @@ class Supervisor(StdioMixin):
         if run is None or run.status is not None:
             raise TuiboxError(f"container {cid[:12]} is not running")
         config = self.store.config(cid)
-        joined = self.network.connect(config, run.pid, msg["network"], list(msg["aliases"]))
+        proc = open_live(self.store.state(cid), ("net",))
+        if proc is None:
+            raise TuiboxError(f"container {cid[:12]} is not running")
+        with proc:
+            joined = self.network.connect(config, proc.ns["net"], msg["network"],
+                                          list(msg["aliases"]))
 
         def added(st: ContainerState) -> None:
             st.network.networks[msg["network"]] = joined
@@ -580,7 +628,10 @@ class Supervisor(StdioMixin):
 
     def _signal(self, run: Running, sig: int) -> None:
         with contextlib.suppress(ProcessLookupError):
-            os.kill(run.pid, sig)
+            if run.pidfd >= 0:  # never a pid the keeper reaped and a stranger reused
+                signal.pidfd_send_signal(run.pidfd, sig)
+            else:
+                os.kill(run.pid, sig)
         if self.store.state(run.cid).paused:
             # Frozen tasks act on a signal only once thawed: send, then thaw (Docker's order).
             self.driver.thaw(cgroup_rel(run.cid))
@@ -651,7 +702,8 @@ class Supervisor(StdioMixin):
 
     # ------------------------------------------------------------------ loop
 
-    def serve(self) -> None:
+    def start_up(self) -> None:
+        """Listen, adopt what a predecessor left; an error here means we cannot serve."""
         self.listen.setblocking(False)
         self.sel.register(self.listen, selectors.EVENT_READ, "listen")
         self.sel.register(self.wake_r, selectors.EVENT_READ, "signal")
@@ -661,6 +713,8 @@ class Supervisor(StdioMixin):
         signal.signal(signal.SIGTERM, lambda *_: None)
         self.adopt()
         self._reap()
+
+    def serve(self) -> None:
         while not (self.stopping and not self.running):
             timeout = self._run_timers()
             if self.stopping:
@@ -757,6 +811,17 @@ def _mark_exited(st: ContainerState) -> None:
     st.running = st.restarting = False
 
 
+def _mark_lost(st: ContainerState) -> None:
+    """Exited with nobody knowing how: Docker's 255 (its restore after a daemon crash)."""
+    if st.running and not st.restarting:
+        st.running = st.paused = False
+        st.pid = st.pid_start = 0
+        st.exit_code = 255
+        st.error = VANISHED
+        st.finished_at = now()
+        st.network = NetworkSettings()
+
+
 def log(message: str) -> None:
     print(f"{time.strftime('%Y-%m-%dT%H:%M:%S')} supervisor[{os.getpid()}]: {message}",
           flush=True)
@@ -767,6 +832,17 @@ def run(root: str, listen_fd: int, ctl_fd: int) -> None:
     paths = StatePaths(Path(root))
     listen = socket.socket(fileno=os.dup(listen_fd))
     ctl = socket.socket(fileno=ctl_fd)
+    try:
+        supervisor = _prepare(paths, listen, ctl)
+    except Exception as exc:  # say why to the clients, and to the log, instead of looping
+        log(f"cannot start:\n{traceback.format_exc()}")
+        refuse(listen, f"the supervisor cannot start: {type(exc).__name__}: {exc}; see "
+                       f"{paths.supervisor_log}")
+        os._exit(STARTUP_FAILED)
+    supervisor.serve()
+
+
+def _prepare(paths: StatePaths, listen: socket.socket, ctl: socket.socket) -> Supervisor:
     from ..runtime import _libc
 
     _libc.prctl(_libc.PR_SET_CHILD_SUBREAPER, 1)
@@ -778,4 +854,6 @@ def run(root: str, listen_fd: int, ctl_fd: int) -> None:
     if seccomp.available():  # load libseccomp and compile the default once, before any fork
         seccomp.compile_profile(seccomp.DEFAULT_PROFILE, capabilities.DEFAULT_MASK)
     gc.freeze()  # forked containers then share the interpreter's pages copy-on-write
-    Supervisor(paths, listen, ctl).serve()
+    supervisor = Supervisor(paths, listen, ctl)
+    supervisor.start_up()
+    return supervisor
