@@ -216,25 +216,10 @@ def _mount_sys(plan: InitPlan, rootfs: Path) -> None:
     # A fresh sysfs on the host's network too (runc does the same): it shows the netns's
     # devices, and none of the host's submounts under /sys (debugfs, bpffs, securityfs …),
     # which a recursive bind would carry in with their own, writable, flags.
-    try:
-        if plan.sys_fd >= 0:  # made by C1 while it was host root (runtime/userns.py)
-            _libc.move_mount(plan.sys_fd, str(sys_dir))
-        else:
-            _libc.mount("sysfs", str(sys_dir), "sysfs", ro)
-    except OSError as exc:
-        if exc.errno != errno.EPERM or plan.new_net:
-            raise
-        # In a user namespace the kernel refuses a sysfs for a netns it does not own (the
-        # host's): bind the host's /sys, every submount made read-only too (crun's
-        # fallback, but recursive, which crun's is not).
-        tree = _libc.open_tree("/sys", recursive=True)
-        try:
-            _libc.mount_setattr(tree, (0 if _privileged(plan) else _libc.MOUNT_ATTR_RDONLY)
-                                | _libc.MOUNT_ATTR_NOSUID | _libc.MOUNT_ATTR_NODEV
-                                | _libc.MOUNT_ATTR_NOEXEC, recursive=True)
-            _libc.move_mount(tree, str(sys_dir))
-        finally:
-            os.close(tree)
+    if plan.sys_fd >= 0:  # made by C1 while it was host root (runtime/userns.py)
+        _libc.move_mount(plan.sys_fd, str(sys_dir))
+    else:
+        _libc.mount("sysfs", str(sys_dir), "sysfs", ro)
     cg = sys_dir / "fs/cgroup"
     if not cg.is_dir():
         return
