@@ -229,6 +229,31 @@ def test_reboot_leaves_a_working_root(engine: Engine, cli: Cli) -> None:
     assert "Traceback" not in engine.paths.supervisor_log.read_text()
 
 
+def test_reboot_with_its_bridge_and_table_gone(engine: Engine, cli: Cli) -> None:
+    """The network half of a reboot: the root's bridge and nftables table are gone too.
+    A published port, a new container and the old one started again all work."""
+    from tuibox.engine.network.nft import table_name
+
+    cid = engine.run(RunOptions(image="busybox", command=["sleep", "600"],
+                                publish=["80"])).id
+    bridges = {json.loads(p.read_text())["bridge"]
+               for p in (engine.paths.root / "networks").glob("*.json")}
+    assert bridges and all(Path(f"/sys/class/net/{b}").exists() for b in bridges)
+    lose_everything(engine, [cid])
+    assert detect_driver().remove(cgroup_rel(cid))
+    shutil.rmtree(engine.paths.run)
+    for bridge in bridges:  # only this root's own
+        subprocess.run(["ip", "link", "del", bridge], check=True)
+    subprocess.run(["nft", "delete", "table", "ip", table_name(engine.paths.root)], check=True)
+
+    assert "Exited (255)" in ps_line(cli, cid)
+    cli("run", "--rm", "-p", "80", "busybox", "true", timeout=30)
+    cli("start", cid, timeout=30)
+    assert "inet 10." in cli("exec", cid, "ip", "-4", "addr", "show", "eth0").stdout
+    assert engine.get(cid).state.network.ports  # published again
+    cli("rm", "-f", cid, timeout=30)
+
+
 def test_a_supervisor_that_cannot_start_says_why(tmp_path: Path) -> None:
     """A root whose start-up fails (here ``containers`` is a file) answers with the reason
     at once, instead of a client hanging on a supervisor that dies and restarts forever."""
