@@ -60,6 +60,26 @@ def _read_exact(fd: int, size: int) -> bytes:
     return b"".join(parts)
 
 
+def _receive_data(inp: int, fd: int, size: int) -> None:
+    """``size`` bytes from the stream into the file: spliced (no copy through us) while
+    the kernel allows it, else read and written."""
+    left = size
+    while left:
+        try:
+            moved = os.splice(inp, fd, min(left, _CHUNK))
+        except OSError as exc:
+            if exc.errno not in (errno.EINVAL, errno.ENOSYS):
+                raise
+            break
+        if not moved:
+            raise StreamEnded("the copy stream ended early")
+        left -= moved
+    while left:
+        chunk = _read_exact(inp, min(left, _CHUNK))
+        _write_all(fd, chunk)
+        left -= len(chunk)
+
+
 def _check_name(name: bytes) -> bytes:
     if not name or name in (b".", b"..") or b"/" in name or b"\0" in name:
         raise CopyError(f"refused a bad entry name {name!r}")
@@ -209,11 +229,7 @@ class Reader:
             fd = os.open(name, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW
                          | os.O_CLOEXEC, 0o600, dir_fd=dir_fd)
             try:
-                left = size
-                while left:
-                    chunk = _read_exact(self.inp, min(left, _CHUNK))
-                    _write_all(fd, chunk)
-                    left -= len(chunk)
+                _receive_data(self.inp, fd, size)
                 os.fchown(fd, uid, gid)  # before the mode: chown clears setuid bits
                 os.fchmod(fd, mode)
                 os.utime(fd, ns=(mtime, mtime))
