@@ -350,9 +350,14 @@ def test_userns_device_is_bound_and_still_filtered(engine: Engine,
         where.chmod(0o755)
         node = where / "disk"
         os.mknod(node, 0o644 | stat.S_IFBLK, os.makedev(major, minor))
-        code, out, err = sh(engine, f"head -c {len(data)} /dev/disk0; echo; "
-                            f"mknod /dev/other b {major} {minor} || echo no mknod",
-                            userns="auto", devices=[f"{node}:/dev/disk0:r"])
+        try:
+            code, out, err = sh(engine, f"head -c {len(data)} /dev/disk0; echo; "
+                                f"mknod /dev/other b {major} {minor} || echo no mknod",
+                                userns="auto", devices=[f"{node}:/dev/disk0:r"])
+        except SetupError as exc:  # the v2 guest's tmpfs state root, on Linux 6.1
+            if exc.stage != "idmapped mounts":
+                raise
+            pytest.skip(f"no user namespaces here: {exc.detail}")
         assert out.splitlines() == [data.decode(), "no mknod"], out + err
     finally:
         shutil.rmtree(where)
