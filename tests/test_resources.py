@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -286,3 +287,45 @@ def test_busy_cgroup_is_retried_not_leaked(engine: Engine) -> None:
         holder.wait()
     wait_until(lambda: not any((V1 / c / "tuibox" / cid).exists()
                                for c in ("pids", "memory", "cpu", "freezer")), timeout=10)
+
+
+def test_every_other_flag_lands_in_its_v1_file(engine: Engine, cli: Any,
+                                               tmp_path: Path) -> None:
+    """The flags test_limits_are_written_in_each_controller leaves out, and Docker's
+    "unset" and "unlimited" spellings (the v2 side: tests/v2/test_resources_v2.py)."""
+    import subprocess
+
+    image = tmp_path / "disk.img"  # a block device of the test's own, for the throttles
+    with open(image, "wb") as f:
+        f.truncate(16 << 20)
+    loop = subprocess.run(["losetup", "--find", "--show", str(image)], check=True,
+                          capture_output=True, text=True).stdout.strip()
+    try:
+        rdev = os.stat(loop).st_rdev
+        devno = f"{os.major(rdev)}:{os.minor(rdev)}"
+        cid = run_d(engine, "sleep 30", memory=64 << 20, memory_swap=96 << 20,
+                    oom_kill_disable=True, cpu_period=50_000, cpu_quota=25_000,
+                    cpuset_mems="0", device_read_bps=[f"{loop}:1mb"],
+                    device_write_bps=[f"{loop}:2mb"], device_read_iops=[f"{loop}:100"],
+                    device_write_iops=[f"{loop}:200"])
+        assert cg("memory", cid, "memory.memsw.limit_in_bytes") == str(96 << 20)
+        assert "oom_kill_disable 1" in cg("memory", cid, "memory.oom_control").splitlines()
+        assert cg("cpu", cid, "cpu.cfs_period_us") == "50000"
+        assert cg("cpu", cid, "cpu.cfs_quota_us") == "25000"
+        assert cg("cpuset", cid, "cpuset.mems") == "0"
+        assert [cg("blkio", cid, f"blkio.throttle.{knob}") for knob in (
+            "read_bps_device", "write_bps_device", "read_iops_device",
+            "write_iops_device")] == [f"{devno} {1 << 20}", f"{devno} {2 << 20}",
+                                      f"{devno} 100", f"{devno} 200"]
+        engine.remove(cid, force=True)
+    finally:
+        subprocess.run(["losetup", "--detach", loop], check=True)
+    cid = run_d(engine, "sleep 30", memory=64 << 20, memory_swap=-1, cpu_quota=-1,
+                cpu_shares=0, blkio_weight=0)
+    assert int(cg("memory", cid, "memory.memsw.limit_in_bytes")) >= 2**62  # unlimited
+    assert cg("cpu", cid, "cpu.cfs_quota_us") == "-1"
+    assert cg("cpu", cid, "cpu.shares") == "1024"  # 0 is Docker's "not set"
+    # v1 has the OOM-killer switch: no warning here (a v2 host drops it with one).
+    proc = cli("run", "--rm", "--network", "none", "--oom-kill-disable", "-m", "32m",
+               "busybox", "true")
+    assert proc.stderr == ""
