@@ -211,8 +211,18 @@ class ContainerStore:
         with contextlib.suppress(FileNotFoundError):
             os.rename(path, doomed)
         shutil.rmtree(doomed, ignore_errors=True)
+        self.remove_spool(cid)
         if name:
             self.release_name(name, cid)
+
+    def remove_spool(self, cid: str) -> None:
+        """The log writer's spools and cursor in the runtime dir: a writer deletes them when
+        the output ends, but one killed with its keeper (or a lost container) cannot, and
+        they must not stay in ``/run`` until the supervisor shuts down."""
+        spool = self.paths.run / "spool"
+        for suffix in (".cursor", ".stdout.spool", ".stderr.spool"):
+            with contextlib.suppress(FileNotFoundError):
+                (spool / f"{cid}{suffix}").unlink()
 
     # ------------------------------------------------------------------ events
 

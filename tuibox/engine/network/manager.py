@@ -11,6 +11,7 @@ is undone before the error reaches the user.
 from __future__ import annotations
 
 import contextlib
+import ipaddress
 import os
 import socket
 import time
@@ -73,8 +74,11 @@ class NetworkManager:
         self._nft: Nft | None = None
         self._nft_ok = False  # nf_tables answered once: bridge networking can work here
         self._rules = ""  # the last ruleset applied
+        self._ruled: set[str] = set()  # the bridges it names: every one this root has up
         self.joined: dict[str, set[str]] = {}  # cid → containers in its netns (container:)
-        self.idle: dict[str, tuple[NetworkRecord, float]] = {}  # kept bridges, by network
+        # Kept bridges, by network id: a network removed and made again under its name is
+        # another bridge, and the old one must still be found and deleted.
+        self.idle: dict[str, tuple[NetworkRecord, float]] = {}
         self.call_later = call_later
 
     @property
@@ -149,9 +153,10 @@ class NetworkManager:
             hostname=config.hostname, ifname=ifname, wanted=wanted,
             aliases=(aliases if aliases is not None else config.network_aliases)
             if user_net else [])
-        if len(record.endpoints) == 1 and self.idle.pop(name, None) is None:
+        if len(record.endpoints) == 1 and self.idle.pop(record.id, None) is None:
             self._rules = ""  # the bridge is new: its rules must go in
             self.netlink.bridges.pop(record.bridge, None)  # and it is checked, not assumed
+            self._drop_replaced(record)
         bridge = self.netlink.ensure_bridge(record)
         self.netlink.add_endpoint(ns_fd, inner, bridge, record, ep,
                                   default_route=default_route)
@@ -196,22 +201,35 @@ class NetworkManager:
             self.netlink.delete_link(ep.host_ifname)
         after = self.store.release(record.name, ep.container_id)
         if after is not None and not after.endpoints:
-            self.idle[record.name] = (after, time.monotonic())
+            self.idle[record.id] = (after, time.monotonic())
             self.call_later(IDLE_BRIDGE_SECONDS + 0.1, self.reap_idle)
 
     def reap_idle(self, *, everything: bool = False) -> None:
         """Remove the bridges (and their rules) no container has used for a while."""
         now = time.monotonic()
+        self._reap([net_id for net_id, (_, since) in self.idle.items()
+                    if everything or now - since >= IDLE_BRIDGE_SECONDS])
+
+    def _drop_replaced(self, record: NetworkRecord) -> None:
+        """A kept bridge of a network that was removed, and made again with this name or
+        subnet, goes before the new bridge comes: two bridges with one subnet split its
+        routes, and published ports stop answering."""
+        mine = ipaddress.IPv4Network(record.subnet)
+        self._reap([net_id for net_id, (old, _) in self.idle.items() if net_id != record.id
+                    and (old.name == record.name
+                         or (old.subnet and ipaddress.IPv4Network(old.subnet).overlaps(mine)))])
+
+    def _reap(self, net_ids: list[str]) -> None:
         gone: list[str] = []
-        for name, (record, since) in list(self.idle.items()):
-            if everything or now - since >= IDLE_BRIDGE_SECONDS:
-                del self.idle[name]
-                try:
-                    in_use = bool(self.store.get(name).endpoints)
-                except TuiboxError:  # removed meanwhile: its bridge goes all the same
-                    in_use = False
-                if not in_use:
-                    gone.append(record.bridge)
+        for net_id in net_ids:
+            record, _ = self.idle.pop(net_id)
+            try:
+                now_there = self.store.get(record.name)
+                in_use = now_there.id == net_id and bool(now_there.endpoints)
+            except TuiboxError:  # removed (or broken) meanwhile: its bridge goes all the same
+                in_use = False
+            if not in_use:
+                gone.append(record.bridge)
         if gone:
             self.sync()  # the rules naming a bridge go before the bridge does
             for bridge in gone:
@@ -231,7 +249,7 @@ class NetworkManager:
         now = time.monotonic()
         for record in records:
             if not record.endpoints and os.path.exists(f"/sys/class/net/{record.bridge}"):
-                self.idle[record.name] = (record, now)  # kept by a killed predecessor
+                self.idle[record.id] = (record, now)  # kept by a killed predecessor
                 self.call_later(IDLE_BRIDGE_SECONDS + 0.1, self.reap_idle)
             for cid, ep in list(record.endpoints.items()):
                 if cid not in running:
@@ -304,8 +322,8 @@ class NetworkManager:
     def sync(self) -> None:
         """Make this root's nftables table match the records (no-op when it does)."""
         active = self.store.active()
-        names = {r.name for r in active}
-        active += [record for name, (record, _) in self.idle.items() if name not in names]
+        ids = {r.id for r in active}
+        active += [record for net_id, (record, _) in self.idle.items() if net_id not in ids]
         nets = [BridgeNet(r.bridge, r.subnet, r.internal) for r in active]
         forwards = [Forward(b.proto, b.host_ip, b.host_port, ep.ip, b.container_port)
                     for r in active for ep in r.endpoints.values() for b in ep.ports]
@@ -314,6 +332,7 @@ class NetworkManager:
             return
         self.nft.run(text)
         self._rules = text
+        self._ruled = {n.bridge for n in nets}
 
     def _peers_of(self, cid: str) -> list[Endpoint]:
         """Other containers on the user networks ``cid`` is on (named in its hosts)."""
@@ -340,6 +359,23 @@ class NetworkManager:
         own.sort(key=lambda ep: ep.ifname)
         text = hosts_file(config, own, self._peers_of(config.id))
         rewrite_in_place(self.containers.dir(config.id) / "hosts", text)
+
+    def let_go(self) -> None:
+        """The state root vanished with every network record: delete its bridges (those
+        in the rules, kept idle or made by us) and its table now, and free its ports."""
+        bridges = self._ruled | {record.bridge for record, _ in self.idle.values()}
+        if self._netlink is not None:
+            bridges |= set(self._netlink.bridges)
+        self.idle.clear()
+        for held in self.sockets.values():
+            for sock in held:
+                sock.close()
+        self.sockets.clear()
+        if self._rules:
+            self._rules = "?"  # whatever was applied: the table must go
+            self.sync()  # no records left: the table is deleted
+        for bridge in bridges:
+            self.netlink.delete_link(bridge)
 
     def close(self) -> None:
         """The supervisor is going: no bridge, rule or held port stays behind."""

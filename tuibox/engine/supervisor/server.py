@@ -45,6 +45,7 @@ from ..signals import parse_signal
 from . import protocol
 from .keeper import MAX_FDS_PER_MESSAGE
 from .refuse import STARTUP_FAILED, refuse
+from .rootwatch import watch_root
 from .running import Client, Running, cgroup_rel, exit_code_of
 from .stdio import StdioMixin, winsize_of
 
@@ -713,6 +714,7 @@ class Supervisor(StdioMixin):
         signal.signal(signal.SIGTERM, lambda *_: None)
         self.adopt()
         self._reap()
+        watch_root(self, log)  # a root deleted under us takes us (and what we made) along
 
     def serve(self) -> None:
         while not (self.stopping and not self.running):
