@@ -417,10 +417,19 @@ def cmd_info(engine: Engine, args: argparse.Namespace) -> int:
         f" CPUs: {info['NCPU']}",
         f" Total Memory: {info['MemTotal'] / 2**30:.2f}GiB",
         f" Docker Root Dir: {info['DockerRootDir']}",
-        f" Supervisor: {'running' if info['SupervisorRunning'] else 'not running'}",
+        f" Supervisor: {_supervisor_line(info)}",
     ]
     _out("\n".join(lines))
     return 0
+
+
+def _supervisor_line(info: dict[str, Any]) -> str:
+    status = str(info["SupervisorStatus"])
+    if status == "running":
+        return f"running (pid {info['SupervisorPid']})"
+    if status == "not running":
+        return "not running (started by the next verb that needs it)"
+    return status
 
 
 def cmd_version(engine: Engine, args: argparse.Namespace) -> int:

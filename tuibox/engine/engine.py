@@ -613,6 +613,7 @@ class Engine:
         mem = 0
         with contextlib.suppress(OSError), open("/proc/meminfo") as f:
             mem = int(f.readline().split()[1]) * 1024
+        supervisor, supervisor_pid = self.supervisor.status()
         return {
             "ServerVersion": VERSION,
             "Containers": len(containers),
@@ -631,7 +632,9 @@ class Engine:
             "NCPU": os.cpu_count() or 1,
             "MemTotal": mem,
             "DockerRootDir": str(self.paths.root),
-            "SupervisorRunning": self.supervisor.running(),
+            "SupervisorRunning": supervisor == "running",
+            "SupervisorStatus": supervisor,  # "not answering: …" when its socket only accepts
+            "SupervisorPid": supervisor_pid,
         }
 
     def version(self) -> dict[str, str]:

@@ -17,11 +17,14 @@ import stat
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from pydantic import Field, ValidationError
-
+# daemon.json used to be read here: these names stay importable from this module.
+from .daemonconfig import DAEMON_CONFIG as DAEMON_CONFIG
+from .daemonconfig import AddressPool as AddressPool
+from .daemonconfig import EngineDefaults as EngineDefaults
+from .daemonconfig import engine_defaults as engine_defaults
 from .errors import InvalidArgument
 from .idranges import parse_userns
-from .models import ContainerConfig, DeviceMapping, Record, RunOptions, SecurityConfig
+from .models import ContainerConfig, DeviceMapping, RunOptions, SecurityConfig
 from .runtime.capabilities import ALL_CAPS, DEFAULT_CAPS, mask_of
 from .runtime.seccomp_profile import ProfileError
 from .runtime.seccomp_profile import parse as parse_profile
@@ -29,44 +32,7 @@ from .runtime.seccomp_profile import parse as parse_profile
 if TYPE_CHECKING:
     from .runtime.seccomp import Program
 
-DAEMON_CONFIG = "daemon.json"
 _RULE = re.compile(r"^([abc]) ([0-9]+|\*):([0-9]+|\*) ([rwm]{1,3})$")
-
-
-class AddressPool(Record):
-    base: str
-    size: int
-
-
-class EngineDefaults(Record):
-    """``<root>/daemon.json``: what every container of this root gets unless told otherwise."""
-
-    no_new_privileges: bool = Field(False, alias="no-new-privileges")
-    userns: str = "host"  # "host" or "auto"
-    userns_user: str = Field("containers", alias="userns-user")  # whose /etc/subuid ids
-    seccomp_profile: str = Field("", alias="seccomp-profile")  # a JSON profile's path
-    # Docker's key: where bridge networks take their subnets, e.g.
-    # [{"base": "10.200.0.0/16", "size": 24}]; empty = tuibox's and Docker's defaults.
-    default_address_pools: list[AddressPool] = Field(default_factory=list,
-                                                     alias="default-address-pools")
-
-
-def engine_defaults(root: Path) -> EngineDefaults:
-    try:
-        text = (root / DAEMON_CONFIG).read_text()
-    except FileNotFoundError:
-        return EngineDefaults.model_validate({})
-    except OSError as exc:
-        raise InvalidArgument(f"cannot read {root / DAEMON_CONFIG}: {exc.strerror}") from exc
-    try:
-        defaults = EngineDefaults.model_validate_json(text)
-    except ValidationError as exc:
-        first = exc.errors()[0]
-        raise InvalidArgument(f"{root / DAEMON_CONFIG}: {first['msg']} "
-                              f"({'.'.join(map(str, first['loc'])) or 'file'})") from None
-    if defaults.userns not in ("host", "auto"):
-        raise InvalidArgument(f"{root / DAEMON_CONFIG}: userns must be \"host\" or \"auto\"")
-    return defaults
 
 
 def normalize_cap(name: str) -> str:

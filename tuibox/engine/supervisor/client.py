@@ -93,11 +93,8 @@ class SupervisorClient:
     def _start(self) -> None:
         """Start keeper + supervisor unless another process just did (under a lock)."""
         self.paths.ensure()
-        self.paths.ensure_run()
-        lock_fd = os.open(self.paths.run / "start.lock", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC,
-                          0o600)
+        lock_fd = self._start_lock()
         try:
-            fcntl.flock(lock_fd, fcntl.LOCK_EX)
             if self._alive():
                 return
             proc = subprocess.run(
@@ -110,6 +107,25 @@ class SupervisorClient:
                                       + proc.stderr.decode(errors="replace").strip())
         finally:
             os.close(lock_fd)
+
+    def _start_lock(self) -> int:
+        """The root's start lock, held.  A supervisor that leaves (idle, or its root gone)
+        removes the runtime dir, lock file included: a lock won on a file no longer at its
+        path guards nothing, so it is taken again on the one there now."""
+        path = self.paths.run / "start.lock"
+        for _ in range(100):
+            self.paths.ensure_run()
+            try:
+                fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+            except FileNotFoundError:  # the runtime dir went between the two calls
+                continue
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            with contextlib.suppress(FileNotFoundError):
+                now, held = os.stat(path), os.fstat(fd)
+                if (now.st_dev, now.st_ino) == (held.st_dev, held.st_ino):
+                    return fd
+            os.close(fd)
+        raise SupervisorError(f"cannot take the start lock {path}: it keeps being removed")
 
     def _alive(self) -> bool:
         sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM | socket.SOCK_CLOEXEC)
@@ -132,6 +148,30 @@ class SupervisorClient:
     def running(self) -> bool:
         """Whether a supervisor answers, without starting one."""
         return self._alive()
+
+    def status(self, *, timeout: float = 2.0) -> tuple[str, int]:
+        """("running", its pid), ("not running", 0) or ("not answering: why", 0), asked
+        with a ping and without starting one.  A socket that accepts is not enough: the
+        keeper holds it even while no supervisor serves (``info`` used to say running)."""
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM | socket.SOCK_CLOEXEC)
+        try:
+            sock.connect(str(self.paths.supervisor_socket))
+        except OSError:
+            sock.close()
+            return "not running", 0
+        sock.settimeout(timeout)
+        conn = Connection(sock)
+        try:
+            conn.send({"op": "ping"})
+            reply = conn.reply(raise_errors=False)
+        except (OSError, TuiboxError) as exc:
+            why = f"no reply within {timeout:g}s" if isinstance(exc, TimeoutError) else str(exc)
+            return f"not answering: {why}", 0
+        finally:
+            conn.close()
+        if "error" in reply:
+            return f"not answering: {reply['error']}", 0
+        return "running", int(reply.get("pid", 0))
 
     def shutdown(self, *, force: bool = False, timeout: float = 10.0) -> None:
         """Stop the supervisor and keeper of this root (tests, uninstall)."""

@@ -43,6 +43,7 @@ from ..runtime.spawn import raise_nofile_limit, spawn
 from ..security import cap_mask
 from ..signals import parse_signal
 from . import protocol
+from .idle import watch_idle
 from .keeper import MAX_FDS_PER_MESSAGE
 from .refuse import STARTUP_FAILED, refuse
 from .rootwatch import watch_root
@@ -78,6 +79,7 @@ class Supervisor(StdioMixin):
         self.keeper_gone = False
         self.wake_r, self.wake_w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
         self.network = NetworkManager(paths, self.store, log, self.call_later)
+        self.idle = watch_idle(self, log)  # leaves when nothing needs it (idle.py)
 
     # ------------------------------------------------------------------ timers
 
@@ -730,6 +732,7 @@ class Supervisor(StdioMixin):
         if data == "listen":
             with contextlib.suppress(BlockingIOError):
                 sock, _ = self.listen.accept()
+                self.idle.touch()
                 sock.setblocking(False)
                 client = Client(sock, self.sel)
                 self.sel.register(sock, selectors.EVENT_READ, client)
