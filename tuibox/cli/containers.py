@@ -286,16 +286,24 @@ def ps_row(c: Container, *, no_trunc: bool) -> dict[str, str]:
 
 
 def cmd_ps(engine: Engine, args: argparse.Namespace) -> int:
+    from ..engine.broken import describe
+    from .check import broken_row, report_broken
+
     containers, errors = engine.list_with_errors()
-    for error in errors:
-        _err(f"skipping a broken record: {error}")
+    broken = describe(engine.containers, errors)  # listed as dead, with their errors
+    report_broken(broken)
     if not args.all:
         containers = [c for c in containers if c.state.running]
+        broken = []
     if args.quiet:
         for c in containers:
             _out(c.id if args.no_trunc else c.id[:12])
+        for b in broken:
+            _out(b.id if args.no_trunc else b.short_id)
         return 0
-    rows = [ps_row(c, no_trunc=args.no_trunc) for c in containers]
+    dated = [(c.config.created, ps_row(c, no_trunc=args.no_trunc)) for c in containers]
+    dated += [(b.created, broken_row(b, no_trunc=args.no_trunc)) for b in broken]
+    rows = [row for _, row in sorted(dated, key=lambda d: d[0], reverse=True)]
     text = render_rows(rows, args.format,
                        ["CONTAINER ID", "IMAGE", "COMMAND", "CREATED", "STATUS", "PORTS",
                         "NAMES"],
@@ -337,8 +345,11 @@ def cmd_inspect(engine: Engine, args: argparse.Namespace) -> int:
     for name in args.names:
         try:
             results.append(_inspect_one(engine, name, args.type))
-        except NotFound:
-            _err(f"No such object: {name}")
+        except NotFound:  # docker's words; the others are still shown
+            sys.stderr.write(f"Error: No such object: {name}\n")
+            code = 1
+        except TuiboxError as exc:  # a broken record
+            sys.stderr.write(f"Error: {exc}\n")
             code = 1
     if args.format:
         for obj in results:
@@ -550,7 +561,10 @@ def cmd_volume(engine: Engine, args: argparse.Namespace) -> int:
         _out(record.name)
         return 0
     if args.action in ("ls", "list"):
-        volumes = store.list()
+        volumes, errors = store.list_with_errors()
+        for error in errors:
+            _err(f"skipping a broken record: {error} (`tuibox system check --repair` "
+                 f"rebuilds it)")
         if args.quiet:
             for v in volumes:
                 _out(v.name)

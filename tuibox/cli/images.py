@@ -33,7 +33,11 @@ def image_json(image: ImageRecord) -> dict[str, Any]:
 
 def cmd_images(engine: Engine, args: argparse.Namespace) -> int:
     rows: list[dict[str, str]] = []
-    for image in sorted(engine.images.list(), key=lambda i: i.created, reverse=True):
+    images, errors = engine.images.list_with_errors()
+    for error in errors:  # the others are listed; `system check` says what can be done
+        sys.stderr.write(f"tuibox: skipping a broken record: {error} (see `tuibox system "
+                         f"check`)\n")
+    for image in sorted(images, key=lambda i: i.created, reverse=True):
         short = image.id if args.no_trunc else image.id.removeprefix("sha256:")[:12]
         tags = image.repo_tags or ["<none>:<none>"]
         for ref in tags:

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from ..engine.errors import InvalidArgument
+from ..engine.errors import InvalidArgument, TuiboxError
 from .containers import _each, _err, _out, _parse_kv
 from .format import render_rows, render_template
 
@@ -85,7 +87,8 @@ def cmd_network(engine: Engine, args: argparse.Namespace) -> int:
         return 0
     if action == "ls":
         for error in engine.networks.errors():
-            _err(f"skipping a broken record: {error}")
+            _err(f"skipping a broken record: {error} (`tuibox network rm "
+                 f"{Path(error.path).stem}` removes it)")
         rows = [{"ID": r.id if args.no_trunc else r.id[:12], "Name": r.name,
                  "Driver": r.driver, "Scope": "local", "Subnet": r.subnet}
                 for r in engine.networks.list()]
@@ -102,13 +105,19 @@ def cmd_network(engine: Engine, args: argparse.Namespace) -> int:
             _out(text)
         return 0
     if action == "inspect":
-        results = [network_json(engine, engine.networks.get(n)) for n in names]
+        results, code = [], 0
+        for name in names:  # what can be shown is, each failure is reported
+            try:
+                results.append(network_json(engine, engine.networks.get(name)))
+            except TuiboxError as exc:
+                sys.stderr.write(f"Error: {exc}\n")
+                code = 1
         if args.format:
             for obj in results:
                 _out(render_template(args.format, obj))
         else:
             _out(json.dumps(results, indent=4))
-        return 0
+        return code
     if action == "rm":
         return _each(names, engine.network_remove)
     if action == "prune":

@@ -295,7 +295,13 @@ class Engine:
 
     def remove(self, ref: str, *, force: bool = False, volumes: bool = False) -> str:
         cid = self.resolve(ref)
-        state = self.containers.state(cid)
+        try:
+            state = self.containers.state(cid)
+            self.containers.config(cid)
+        except RecordError:  # a broken record must not make its container unremovable
+            from .broken import remove_container
+
+            return remove_container(self, cid, force=force, volumes=volumes)
         if state.running:
             if not force:
                 raise Conflict(
@@ -523,13 +529,19 @@ class Engine:
         return [c for c in self.list(all=True) if name in c.config.networks]
 
     def network_remove(self, ref: str) -> str:
-        record = self.networks.get(ref)
+        from .broken import drop_orphan_bridge, remove_network
+
+        try:
+            record = self.networks.get(ref)
+        except RecordError as exc:  # a broken record must not make its network unremovable
+            return remove_network(self, ref, exc)
         users = [] if record.builtin else self.network_users(record.name)
         if users:
             raise Conflict(f"network {record.name} is in use by container(s) "
                            f"{', '.join(c.name for c in users)}: remove them or "
                            f"`tuibox network disconnect` first")
         self.networks.remove(record.name)
+        drop_orphan_bridge(self, record.bridge)
         self.containers.emit("destroy", record.id, record.name, type_="network")
         return record.name
 

@@ -65,18 +65,27 @@ class VolumeStore:
             raise
 
     def list(self) -> list[VolumeRecord]:
-        found = []
+        return self.list_with_errors()[0]
+
+    def list_with_errors(
+        self,
+    ) -> tuple[builtins.list[VolumeRecord], builtins.list[RecordError]]:
+        """Every volume, and an error for each directory whose record cannot be read."""
+        found, errors = [], []
         for entry in sorted(os.listdir(self.paths.volumes)):
-            if (self._dir(entry) / "volume.json").exists():
-                try:
-                    found.append(self.get(entry))
-                except RecordError:
-                    continue
-        return found
+            if not NAME_RE.match(entry) or not self._dir(entry).is_dir():
+                continue
+            try:
+                found.append(read_record(self._dir(entry) / "volume.json", VolumeRecord))
+            except RecordError as exc:
+                errors.append(exc)
+        return found, errors
 
     def remove(self, name: str, *, users: Callable[[str], builtins.list[str]],
                force: bool = False) -> None:
-        self.get(name)
+        if not NAME_RE.match(name) or not self._dir(name).is_dir():
+            raise VolumeNotFound(f"get {name}: no such volume")
+        # A volume whose record cannot be read is removed all the same.
         using = users(name)
         if using and not force:
             raise Conflict(f"remove {name}: volume is in use - [{', '.join(using)}]")

@@ -33,7 +33,8 @@ class RepositoryIndex:
         try:
             return dict(read_record(self.path, Repositories).refs)
         except RecordError as exc:
-            raise ImageError(f"the tag index is damaged: {exc}") from exc
+            raise ImageError(f"the tag index is damaged: {exc} (`tuibox system check --repair` "
+                             f"rebuilds it)") from exc
 
     @contextlib.contextmanager
     def update(self) -> Iterator[dict[str, str]]:

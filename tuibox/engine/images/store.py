@@ -38,6 +38,7 @@ from .imageconfig import new_config, record_from_config
 from .layers import LayerStore
 from .mediatypes import canonical_manifest
 from .reference import Reference, parse_reference
+from .repair import DamagedImage
 from .repositories import RepositoryIndex
 from .rootfs_tar import write_rootfs_tar
 
@@ -394,7 +395,7 @@ class ImageStore:
         except RecordError as exc:
             if exc.detail == "missing":
                 raise ImageNotFound(f"No such image: {image_id}") from exc
-            raise ImageError(f"image {short_id(image_id)} is damaged: {exc}") from exc
+            raise DamagedImage(image_id, exc) from exc
         record.repo_tags = RepositoryIndex.tags_by_image(refs).get(record.id, [])
         return record
 
@@ -507,7 +508,14 @@ class ImageStore:
         """
         self._ensure_dirs()
         with locked(self._lock):
-            record, key = self._lookup(ref)
+            try:
+                record, key = self._lookup(ref)
+            except DamagedImage as exc:  # its record cannot be read: -f still removes it
+                if not force:
+                    raise
+                from .repair import remove_damaged
+
+                return remove_damaged(self, exc.image_id, containers_using)
             refs = self.repositories.read()
             tags = sorted(k for k, v in refs.items() if v == record.id)
             users = containers_using(record.id) if containers_using else []

@@ -145,7 +145,8 @@ class NetworkStore:
     def list(self) -> builtins.list[NetworkRecord]:
         """Every network, the built-in ``bridge`` first (made on first use)."""
         records = self._read_all()
-        if not any(r.builtin for r in records):
+        # A broken built-in record is reported by `network ls`, not made again over.
+        if not any(r.builtin for r in records) and not self._path(BUILTIN).exists():
             with self._lock():
                 records.insert(0, self._builtin_locked())
         return sorted(records, key=lambda r: (not r.builtin, r.name))
@@ -235,6 +236,21 @@ class NetworkStore:
                                f"{record.id[:12]} has active endpoints ({names})")
             self._path(record.name).unlink()
         return record
+
+    def discard(self, name: str) -> bytes:
+        """Delete the record of network ``name`` whatever it holds (``network rm`` of one
+        that cannot be read); its bytes, for what can still be learned from them."""
+        if not NAME.match(name):
+            raise NetworkNotFound(name)
+        with self._lock():
+            path = self._path(name)
+            self._cache.pop(path, None)
+            try:
+                raw = path.read_bytes()
+                path.unlink()
+            except FileNotFoundError:
+                raise NetworkNotFound(name) from None
+        return raw
 
     # ------------------------------------------------------------------ IPAM
 
