@@ -375,3 +375,24 @@ def test_spools_of_gone_containers_are_deleted(engine: Engine) -> None:
     assert not found.repaired
     assert all(p.repaired for p in problems(engine, "spool", repair=True))
     assert not orphan.exists()
+
+
+def test_rm_f_of_a_broken_container_nobody_supervises(engine: Engine) -> None:
+    """Keeper and supervisor killed, then the config broken: the cgroup still says what
+    runs, and rm -f kills it and removes the cgroup without any supervisor's help."""
+    import signal
+
+    from tests.test_supervisor import kill_supervisor
+
+    c = engine.run(RunOptions(image="busybox", command=["sleep", "1d"], network="none"))
+    pid = engine.containers.state(c.id).pid
+    cgroups = list(Path("/sys/fs/cgroup").glob(f"*/tuibox/{c.id}"))
+    os.kill(int(engine.paths.keeper_pidfile.read_text()), signal.SIGKILL)
+    kill_supervisor(engine)
+    garbage(engine.containers.dir(c.id) / "config.json")
+    assert engine.remove(c.id, force=True) == c.id
+    assert wait_gone(pid)
+    assert cgroups and not [p for p in cgroups if p.exists()]
+    assert not engine.containers.dir(c.id).exists()
+    engine.supervisor.request({"op": "ping"})  # its shutdown takes the killed one's /run
+

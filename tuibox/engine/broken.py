@@ -124,6 +124,9 @@ def remove_container(engine: Engine, cid: str, *, force: bool, volumes: bool = F
                 driver.thaw(rel)
         with contextlib.suppress(TuiboxError, OSError):
             driver.kill_all(rel)
+        deadline = time.monotonic() + FORGET_TIMEOUT
+        while driver.pids(rel) and time.monotonic() < deadline:  # before its cgroup goes
+            time.sleep(0.02)
     _forget(engine, cid)
     if not store.dir(cid).exists():
         return cid  # it had --rm: the supervisor removed it as it exited
