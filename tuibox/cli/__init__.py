@@ -154,6 +154,7 @@ def build_parser(only: str | None = None) -> ArgumentParser:
     from . import images as i
     from . import networks as n
     from . import registry as r
+    from . import system as s
 
     parser = ArgumentParser(prog="tuibox", add_help=False,
                             description="Containers you can see. With no command: the dashboard.")
@@ -299,6 +300,9 @@ def build_parser(only: str | None = None) -> ArgumentParser:
     p = verb("tag", i.cmd_tag, "create a tag that refers to an image")
     p.add_argument("source")
     p.add_argument("target")
+    p = verb("system", s.cmd_system, "manage tuibox: boot check df events info prune shutdown")
+    if p is not skipped:  # argparse allows one set of sub-parsers per parser
+        s.add_system_actions(p)
     r.add_verbs(verb)
     return parser
 
