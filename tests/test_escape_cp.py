@@ -320,3 +320,79 @@ def test_cp_with_userns_auto_speaks_container_ids(engine: Engine, cli: Cli, tmp_
         cli("start", cid)
     out = cli("exec", cid, "stat", "-c", "%u", "/plain", "/kept").stdout.split()
     assert out == ["0", "1234"]
+
+
+@pytest.fixture
+def owned_image(engine: Engine, tmp_path: Path) -> str:
+    """busybox with a private directory and a secret of user 1234's."""
+    from tests.imagefixtures import busybox_rootfs
+
+    rootfs = busybox_rootfs(tmp_path / "owned-rootfs")
+    (rootfs / "private").mkdir(mode=0o700)
+    os.chown(rootfs / "private", 1234, 1234)
+    (rootfs / "secret").write_text("1234's\n")
+    os.chown(rootfs / "secret", 1234, 1234)
+    (rootfs / "secret").chmod(0o600)
+    engine.images.import_image(rootfs, ref="owned:1")
+    return "owned:1"
+
+
+@pytest.mark.parametrize("stopped", [False, True], ids=["running", "stopped"])
+def test_cp_has_no_capability_the_container_lacks(engine: Engine, cli: Cli, tmp_path: Path,
+                                                  owned_image: str, stopped: bool) -> None:
+    """With --cap-drop ALL the container's root cannot read 1234's secret, write into 1234's
+    directory or give a file away, and neither can cp: its helper drops to the container's
+    capabilities.  What that root may do (its own files and directories) cp still does;
+    with the default capabilities it does all of it."""
+    src = tmp_path / "src"
+    src.write_text("in\n")
+    os.chown(src, 4321, 4321)
+    for caps, allowed in ((["--cap-drop", "ALL"], False), ([], True)):
+        cid = cli("run", "-d", "--network", "none", *caps, owned_image, "sleep", "600"
+                  ).stdout.strip()
+        inside = cli("exec", cid, "sh", "-c", "cat /secret && touch /private/x",
+                     check=False)
+        assert (inside.returncode == 0) == allowed, inside.stderr  # the container's own root
+        if stopped:
+            engine.stop(cid, timeout=0)
+        out = tmp_path / f"out-{allowed}"
+        out.mkdir()
+        tries = {"read 1234's 0600 file": ("cp", f"{cid}:/secret", str(out / "secret")),
+                 "write into 1234's 0700 dir": ("cp", str(src), f"{cid}:/private/src"),
+                 "give a file to 4321 (-a)": ("cp", "-a", str(src), f"{cid}:/tmp/kept")}
+        for what, argv in tries.items():
+            r = cli(*argv, check=False)
+            if allowed:
+                assert r.returncode == 0, (what, r.stderr)
+            else:
+                assert r.returncode == 125 and ("Permission denied" in r.stderr or
+                                                "not permitted" in r.stderr), (what, r.stderr)
+        assert (out / "secret").exists() == allowed
+        # what the container's root may do, cp does whatever the capabilities
+        cli("cp", str(src), f"{cid}:/tmp/plain")
+        cli("cp", f"{cid}:/tmp/plain", str(out / "plain"))
+        assert (out / "plain").read_text() == "in\n"
+        cli("rm", "-f", cid)
+
+
+@pytest.mark.parametrize("stopped", [False, True], ids=["running", "stopped"])
+def test_cp_runs_under_the_containers_own_seccomp_filter(cli: Cli, tmp_path: Path,
+                                                         stopped: bool, engine: Engine) -> None:
+    """A container whose profile denies utimensat (with an errno Docker's default never
+    gives): cp into it fails on exactly that call, because its helper loaded the
+    container's filter, not Docker's default.  Reading out of it needs no utimensat."""
+    profile = tmp_path / "no-utimensat.json"
+    profile.write_text('{"defaultAction": "SCMP_ACT_ALLOW", "syscalls": [{"names": '
+                       '["utimensat"], "action": "SCMP_ACT_ERRNO", "errnoRet": 95}]}')
+    cid = cli("run", "-d", "--network", "none", "--security-opt", f"seccomp={profile}",
+              "busybox", "sleep", "600").stdout.strip()
+    touched = cli("exec", cid, "touch", "-d", "@0", "/etc/hostname", check=False)
+    assert touched.returncode != 0 and "not supported" in touched.stderr  # the filter is on
+    if stopped:
+        engine.stop(cid, timeout=0)
+    src = tmp_path / "src"
+    src.write_text("in\n")
+    r = cli("cp", str(src), f"{cid}:/tmp/src", check=False)
+    assert r.returncode == 125 and "Operation not supported" in r.stderr, r.stderr
+    cli("cp", f"{cid}:/etc/passwd", str(tmp_path / "passwd"))
+    assert (tmp_path / "passwd").read_text().startswith("root:")

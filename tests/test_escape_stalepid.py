@@ -280,3 +280,113 @@ def _keeper_alive(paths: StatePaths) -> bool:
         return not _gone(int(paths.keeper_pidfile.read_text()))
     except (OSError, ValueError):
         return False
+
+
+# ------------------------------------------------------------- between the check and the use
+
+
+def _run_plan(plan: Any) -> tuple[int, str, str]:
+    """Start an ``exec`` plan as the CLI does and collect its output."""
+    from tuibox.engine.runtime.exec import start_exec
+
+    proc = start_exec(plan)
+    try:
+        out = err = b""
+        while chunk := os.read(proc.stdout, 65536):
+            out += chunk
+        while chunk := os.read(proc.stderr, 65536):
+            err += chunk
+        _, status = os.waitpid(proc.helper, 0)
+    finally:
+        proc.close()
+    return os.waitstatus_to_exitcode(status), out.decode(), err.decode()
+
+
+def test_exec_joins_the_namespaces_it_verified_not_a_pid(engine: Engine) -> None:
+    """exec's helper joins the namespace fds opened through the verified handle, never
+    ``/proc/<pid>/ns``: here the pid is a stranger's by the time the helper starts (the
+    handle's number and the record both name it, as after a reuse), and the command still
+    runs in the container's own namespaces, not the stranger's."""
+    cid = sleeper(engine)
+    pid = engine.live_pid(cid)
+    assert pid is not None
+    ours = {ns: os.readlink(f"/proc/{pid}/ns/{ns}") for ns in ("mnt", "uts", "pid")}
+    with stranger() as (other, other_name):
+        theirs = {ns: os.readlink(f"/proc/{other.pid}/ns/{ns}") for ns in ours}
+        plan = engine.exec_plan(cid, ["sh", "-c", "for n in mnt uts pid; do readlink "
+                                      "/proc/self/ns/$n; done; hostname"])
+        try:
+            assert plan.process.pid == pid
+            plan.process.pid = other.pid  # from here on the number names the stranger
+            forge(engine, cid, other.pid, pid_start=start_time(other.pid))
+            code, out, err = _run_plan(plan)
+        finally:
+            forge(engine, cid, pid, pid_start=start_time(pid))
+        assert (code, err) == (0, "")
+        mnt, uts, pidns, hostname = out.split()
+        assert {"mnt": mnt, "uts": uts, "pid": pidns} == ours
+        assert not {mnt, uts} & set(theirs.values())
+        assert hostname == cid[:12] != other_name
+        assert plan.process.pidfd == -1 and not plan.process.ns  # closed once passed on
+        assert other.poll() is None and stranger_files(other) == {"marker"}
+
+
+def test_exec_after_the_container_died_fails_and_enters_nothing_else(engine: Engine) -> None:
+    """The container dies between exec's check and the helper's start (its pid free for
+    anyone): the helper holds the dead container's namespaces, not a pid, so the exec
+    fails with a clear error instead of running anywhere."""
+    from tuibox.engine.errors import SetupError
+
+    cid = sleeper(engine)
+    plan = engine.exec_plan(cid, ["hostname"])
+    try:
+        pid = plan.process.pid
+        detect_driver().kill_all(cgroup_rel(cid))
+        _wait_for("the container to die", lambda: _gone(pid))
+        with pytest.raises(SetupError, match="process is gone"):
+            _run_plan(plan)
+    finally:
+        plan.process.close()
+    assert engine.wait(cid) == 137
+
+
+def test_cp_never_enters_a_stranger_named_by_a_running_record(engine: Engine, cli: Cli,
+                                                              tmp_path: Path) -> None:
+    """cp against a record that says running but names a stranger: while the container's
+    own processes still run, its overlay is not mounted a second time either, so cp is
+    refused and writes nowhere.  Once nothing of the container runs (its supervisor has
+    not recorded that yet: it is stopped here), the record is stale and cp writes the
+    container's own upper directory, as for a stopped container."""
+    cid = sleeper(engine, name="victim")
+    pid = engine.live_pid(cid)
+    assert pid is not None
+    upper = engine.containers.dir(cid) / "upper" / "tmp"
+    planted = tmp_path / "planted"
+    planted.write_text("from the host\n")
+    supervisor = int(engine.supervisor.request({"op": "ping"})["pid"])
+    with stranger() as (other, _):
+        forge(engine, cid, other.pid, pid_start=start_time(other.pid))
+        try:
+            r = cli("cp", str(planted), "victim:/tmp/planted", check=False)
+            assert r.returncode == 125 and "between processes" in r.stderr, r.stderr
+            r = cli("cp", "victim:/tmp/marker", str(tmp_path / "stolen"), check=False)
+            assert r.returncode == 125 and not (tmp_path / "stolen").exists()
+            assert not (upper / "planted").exists()
+
+            os.kill(supervisor, signal.SIGSTOP)  # it listens, but records nothing
+            try:
+                detect_driver().kill_all(cgroup_rel(cid))
+                _wait_for("the container to die",
+                          lambda: _gone(pid) and not detect_driver().pids(cgroup_rel(cid)))
+                assert engine.containers.state(cid).running  # the record still says so
+                cli("cp", str(planted), "victim:/tmp/planted")
+                r = cli("cp", "victim:/tmp/marker", str(tmp_path / "stolen"), check=False)
+                assert r.returncode == 125 and "Could not find" in r.stderr
+            finally:
+                forge(engine, cid, pid, pid_start=start_time(pid))
+                os.kill(supervisor, signal.SIGCONT)
+        finally:
+            forge(engine, cid, pid)
+        assert (upper / "planted").read_text() == "from the host\n"
+        assert other.poll() is None and stranger_files(other) == {"marker"}
+    assert engine.wait(cid) == 137

@@ -5,9 +5,13 @@ mount namespace of its PID 1; for a stopped container a private namespace with i
 overlay mounted and ``pivot_root``), so every container path and symlink resolves inside
 the container.  Before it opens any container path the helper has imported all it needs
 and can import nothing more, holds no host descriptor but its pipe, and has dropped to
-the container's capabilities, ``no_new_privs`` and seccomp filter (``runtime.confine``):
-nothing the container planted — an NSS module, a ``.py`` or ``.so`` on the host's import
-paths — can run as host root (CVE-2019-14271).  The tree moves over a pipe in
+the container's own confinement (``runtime.confine``): the filter its PID 1 loaded, its
+capabilities less those a copy never needs, and ``no_new_privs`` always.  Nothing the
+container planted — an NSS module, a ``.py`` or ``.so`` on the host's import paths — can
+run as host root (CVE-2019-14271), and even code that did would hold nothing the
+container's own processes lack.  A running container is entered through a verified handle
+on its PID 1 (``liveness``), never by a pid number: a pid reused by a host process is
+never entered.  The tree moves over a pipe in
 ``copy_stream``'s format, with numeric ids only, so neither side ever looks up a name.
 
 On the host, ``cp`` follows Docker's rules with one difference for safety: an existing
@@ -33,11 +37,12 @@ from pathlib import Path
 from typing import TYPE_CHECKING, NoReturn
 
 from .copy_stream import DIR, CopyError, Reader, Writer, is_consequence, reason
-from .errors import InvalidArgument, TuiboxError
+from .errors import Conflict, InvalidArgument, TuiboxError
 from .models import IdRange
 from .runtime import _libc, capabilities, confine
 from .runtime.init import mount_overlay
 from .runtime.userns import become_root
+from .supervisor.running import cgroup_rel
 
 if TYPE_CHECKING:
     from .engine import Engine
@@ -57,22 +62,40 @@ def _rename(src_dir: int, src: str, dst_dir: int, dst: str, flags: int) -> None:
         raise OSError(err, os.strerror(err), dst)
 
 
-def _default_confinement() -> confine.Confinement:
-    """What the helper drops to: Docker's default capabilities and seccomp profile (what
-    ``exec`` gives its processes) whatever the container has; a copy needs no more."""
-    from .runtime import seccomp
+# What a copy may need of the container's capabilities: to write where and as whom the
+# container's root could (-a owners, others' directories, the modes it sets).  Everything
+# else — CAP_MKNOD, CAP_KILL, CAP_NET_RAW, CAP_SYS_ADMIN … — the helper gives up even
+# where the container has it: unlike the container's processes, the helper is in the
+# host's pid and network namespaces and outside the container's devices cgroup.
+COPY_CAPS = capabilities.mask_of(["CAP_CHOWN", "CAP_DAC_OVERRIDE", "CAP_FOWNER",
+                                  "CAP_FSETID"])
 
+
+def _confinement(engine: Engine, cid: str) -> confine.Confinement:
+    """What the helper drops to: the container's capabilities within ``COPY_CAPS``, the
+    filter its PID 1 loaded (Docker's default profile where it runs unconfined or
+    privileged), and ``no_new_privs`` always: stricter than the container costs a copy
+    nothing.  So the helper can do nothing the container's own root could not
+    (``--cap-drop ALL``: a copy only writes what that root may write, as itself)."""
+    from .runtime import seccomp
+    from .security import joined_confinement
+
+    caps, _nnp, program = joined_confinement(engine.containers.config(cid),
+                                             engine.containers.dir(cid))
+    if program is not None:
+        return confine.Confinement.of(caps & COPY_CAPS, program.code, program.flags)
     try:
-        code: bytes | None = seccomp.compiled()
+        code = seccomp.compiled()
     except OSError as exc:
         raise TuiboxError(f"copy failed: seccomp: {exc.strerror or exc}") from None
-    return confine.Confinement.of(capabilities.DEFAULT_MASK, code)
+    return confine.Confinement.of(caps & COPY_CAPS, code)
 
 
 @dataclass
 class _Target:
     """How the helper enters the container: its mount (and, with ``--userns=auto``, user)
-    namespace fd (running) or the overlay to mount (stopped)."""
+    namespace fd from the verified handle on its PID 1 (running), or the overlay to mount
+    (stopped)."""
 
     mnt_fd: int = -1
     user_fd: int = -1
@@ -102,32 +125,34 @@ class _Target:
         return tuple(i - start if start <= i < end else i for i in (uid, gid))  # type: ignore[return-value]
 
 
-def _same_as_ours(fd: int, ns: str) -> bool:
-    ours, theirs = os.stat(f"/proc/self/ns/{ns}"), os.fstat(fd)
-    return (ours.st_dev, ours.st_ino) == (theirs.st_dev, theirs.st_ino)
-
-
 def _target(engine: Engine, cid: str) -> _Target:
+    from .liveness import open_live
+
     state = engine.containers.state(cid)
     config = engine.containers.config(cid)
-    if not (state.running and state.pid):
-        return _Target(layer_dirs=config.layer_dirs, container_dir=engine.containers.dir(cid),
-                       ids=config.security.id_range)
-    target = _Target()
-    try:
-        target.mnt_fd = os.open(f"/proc/{state.pid}/ns/mnt", os.O_RDONLY | os.O_CLOEXEC)
-        target.user_fd = os.open(f"/proc/{state.pid}/ns/user", os.O_RDONLY | os.O_CLOEXEC)
-    except OSError:
-        target.close()
-        raise TuiboxError(f"container {cid} is not running, but its record says it is") \
-            from None
-    if _same_as_ours(target.mnt_fd, "mnt"):  # a stale pid now naming a host process
-        target.close()
-        raise TuiboxError(f"container {cid} is not running, but its record says it is")
-    if _same_as_ours(target.user_fd, "user"):
-        os.close(target.user_fd)
-        target.user_fd = -1
+    stopped = _Target(layer_dirs=config.layer_dirs, container_dir=engine.containers.dir(cid),
+                      ids=config.security.id_range)
+    if not state.running:
+        return stopped
+    auto = config.security.userns == "auto"
+    process = open_live(state, ("mnt", "user") if auto else ("mnt",))
+    if process is None:
+        # The record says running but its process is gone (not yet recorded, or a
+        # restart between processes).  Its overlay may be mounted for a copy only while
+        # nothing of the container runs on it: none of its processes is left.
+        if state.restarting or _has_processes(state.cgroup or cgroup_rel(cid)):
+            raise Conflict(f"container {cid} is between processes (restarting or "
+                           "exiting): try again once it runs or has stopped")
+        return stopped
+    with process:  # the namespace fds move to the target; the rest is closed
+        target = _Target(mnt_fd=process.ns.pop("mnt"), user_fd=process.ns.pop("user", -1))
     return target
+
+
+def _has_processes(rel: str) -> bool:
+    from .cgroups import detect_driver
+
+    return bool(detect_driver().pids(rel))
 
 
 def _enter(target: _Target) -> None:
@@ -180,15 +205,10 @@ def _helper(target: _Target, confinement: confine.Confinement, work: Work, keep:
     os._exit(code)
 
 
-def _run(target: _Target, work: Work, host_side: Callable[[int], None], *,
-         into: bool) -> None:
+def _run(target: _Target, confinement: confine.Confinement, work: Work,
+         host_side: Callable[[int], None], *, into: bool) -> None:
     """Fork the helper around one end of a pipe (it reads when copying ``into`` the
     container); run ``host_side`` on the other end; raise the first failure."""
-    try:
-        confinement = _default_confinement()
-    except TuiboxError:
-        target.close()
-        raise
     r, w = os.pipe2(os.O_CLOEXEC)
     theirs, ours = (r, w) if into else (w, r)
     err_r, err_w = os.pipe2(os.O_CLOEXEC)
@@ -341,8 +361,9 @@ def copy_from_container(engine: Engine, ref: str, path: str, dest: Path | str, *
 
     try:
         _check_replaceable(dir_fd, final, shown)
+        confinement = _confinement(engine, cid)
         target = _target(engine, cid)
-        _run(target, produce, consume, into=False)
+        _run(target, confinement, produce, consume, into=False)
     finally:
         with contextlib.suppress(OSError):
             shutil.rmtree(staging_name, dir_fd=dir_fd)
@@ -407,5 +428,6 @@ def copy_to_container(engine: Engine, source: Path, ref: str, path: str, *,
             os.close(parent_fd)
             os.close(proc_fd)
 
+    confinement = _confinement(engine, cid)
     target = _target(engine, cid)
-    _run(target, consume, produce, into=True)
+    _run(target, confinement, consume, produce, into=True)

@@ -426,16 +426,18 @@ class Engine:
                   workdir: str | None = None, tty: bool = False, stdin: bool = False,
                   privileged: bool = False) -> ExecPlan:
         """What ``exec`` runs; the caller forks it with ``runtime.exec.start_exec`` from a
-        single-threaded process (the CLI; the dashboard runs the CLI)."""
+        single-threaded process (the CLI; the dashboard runs the CLI), which also closes
+        the plan's handle on the container's process (``plan.process.close()`` if not)."""
         from .cgroups import detect_driver
+        from .liveness import require_live
         from .runtime.exec import ExecPlan
+        from .runtime.exec_helper import NAMESPACES
         from .runtime.spec import merge_env
         from .security import joined_confinement
 
         c = self.get(ref)
         st = c.state
-        pid = self.live_pid(c.id)
-        if not st.running or st.restarting or pid is None:
+        if not st.running or st.restarting:
             raise Conflict(f"container {c.id} is not running")
         if st.paused:
             raise Conflict(f"container {c.id} is paused, unpause the container before exec")
@@ -445,15 +447,25 @@ class Engine:
         # The container's capabilities, no_new_privs and the filter its PID 1 loaded.
         caps, no_new_privs, program = joined_confinement(c.config, self.containers.dir(c.id),
                                                          privileged=privileged)
-        return ExecPlan(pid=pid, args=args,
-                        env=merge_env(c.config.process.env, extra, env or []),
-                        cwd=workdir or c.config.process.cwd,
-                        user=user if user is not None else c.config.process.user,
-                        tty=tty, stdin=stdin, privileged=privileged, seccomp=program is not None,
-                        cap_mask=caps, no_new_privs=no_new_privs,
-                        seccomp_filter=program.code if program else None,
-                        seccomp_flags=program.flags if program else 0,
-                        cgroup_procs=detect_driver().procs_files(st.cgroup))
+        # Its namespaces opened now, through the verified PID 1 (its own user namespace
+        # only with --userns=auto): the helper joins these fds, never /proc/<pid> paths.
+        names = tuple(n for n in NAMESPACES
+                      if n != "user" or c.config.security.userns == "auto")
+        process = require_live(st, c.id, names)
+        try:
+            return ExecPlan(process=process, args=args,
+                            env=merge_env(c.config.process.env, extra, env or []),
+                            cwd=workdir or c.config.process.cwd,
+                            user=user if user is not None else c.config.process.user,
+                            tty=tty, stdin=stdin, privileged=privileged,
+                            seccomp=program is not None, cap_mask=caps,
+                            no_new_privs=no_new_privs,
+                            seccomp_filter=program.code if program else None,
+                            seccomp_flags=program.flags if program else 0,
+                            cgroup_procs=detect_driver().procs_files(st.cgroup))
+        except BaseException:
+            process.close()
+            raise
 
     def containers_using(self, image_id: str) -> builtins.list[str]:
         return [c.id[:12] for c in self.list(all=True) if c.config.image_id == image_id]

@@ -8,7 +8,9 @@ socket, the container's namespaces and the command's stdio.  Those are pipes tha
 caller relays (or, with ``-t``, a pty from the container's own devpts whose master comes
 back over the socket), never the caller's own descriptors: as with Docker and runc, a
 process in the container cannot read the file the operator's output goes to, nor keep
-reading the operator's terminal after ``exec`` ends.
+reading the operator's terminal after ``exec`` ends.  The namespaces are fds the caller
+opened through a verified handle on the container's PID 1 (``liveness``), never paths
+under ``/proc/<pid>``: a pid reused by a host process after the check cannot slip in.
 
 The helper joins the container's cgroup and namespaces, forks the command into the pid
 namespace and exits with its status, so the caller's ``waitpid`` sees the command's.
@@ -25,17 +27,23 @@ import socket
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from ..errors import SetupError
 from . import capabilities
 from .exec_helper import BOOT, ERR_FD, JOB_FD, NAMESPACES, NS_FD, SOCK_FD
+
+if TYPE_CHECKING:
+    from ..liveness import LiveProcess
 
 MFD_EXEC = 0x10  # Linux 6.3+: say the memfd may be executed (vm.memfd_noexec)
 
 
 @dataclass
 class ExecPlan:
-    pid: int  # host pid of the container's PID 1
+    # The container's PID 1, verified, with an fd for every namespace to join (a subset
+    # of NAMESPACES): ``start_exec`` closes it once the helper holds the fds.
+    process: LiveProcess
     args: list[str]
     env: list[str]
     cwd: str = "/"
@@ -102,22 +110,12 @@ def sealed_interpreter() -> int:
     return fd
 
 
-def _open_namespaces(pid: int) -> list[int]:
-    """The container's namespaces, opened here on the host; a pid that now names a host
-    process (its mount or pid namespace is ours) is refused."""
-    fds: list[int] = []
-    try:
-        for ns in NAMESPACES:
-            fds.append(os.open(f"/proc/{pid}/ns/{ns}", os.O_RDONLY | os.O_CLOEXEC))
-        for ns in ("mnt", "pid"):
-            ours, theirs = os.stat(f"/proc/self/ns/{ns}"), os.fstat(fds[NAMESPACES.index(ns)])
-            if (ours.st_dev, ours.st_ino) == (theirs.st_dev, theirs.st_ino):
-                raise OSError(errno.ESRCH, "the container's process is gone")
-    except OSError as exc:
-        for fd in fds:
-            os.close(fd)
-        raise SetupError("namespaces", exc.strerror or str(exc), exit_code=126) from None
-    return fds
+def _namespaces(process: LiveProcess) -> list[tuple[str, int]]:
+    """(name, fd) of the namespaces to join, in the order the helper joins them."""
+    joined = [(name, process.ns[name]) for name in NAMESPACES if name in process.ns]
+    if not any(name == "mnt" for name, _ in joined):
+        raise SetupError("namespaces", "no mount namespace to join", exit_code=126)
+    return joined
 
 
 def _job(plan: ExecPlan) -> bytes:
@@ -136,7 +134,8 @@ def _job(plan: ExecPlan) -> bytes:
     body = {"args": plan.args, "env": plan.env, "cwd": plan.cwd, "user": plan.user,
             "tty": plan.tty, "stdin": plan.stdin, "detach": plan.detach,
             "winsize": plan.winsize, "cgroup_procs": [str(p) for p in plan.cgroup_procs],
-            "cap_mask": mask, "no_new_privs": nnp, "seccomp_flags": plan.seccomp_flags}
+            "cap_mask": mask, "no_new_privs": nnp, "seccomp_flags": plan.seccomp_flags,
+            "namespaces": [name for name, _ in _namespaces(plan.process)]}
     return marshal.dumps({"path": [os.path.abspath(p) for p in sys.path if p], "plan": body,
                           "seccomp": code})
 
@@ -172,11 +171,19 @@ def _write_all(fd: int, data: bytes) -> None:
 
 def start_exec(plan: ExecPlan) -> ExecProcess:
     """Start the helper from this (single-threaded) process; raise ``SetupError`` if the
-    command could not start.  The caller relays the stdio and waits for ``helper``."""
+    command could not start.  The caller relays the stdio and waits for ``helper``.
+    ``plan.process`` is closed here, whatever happens: the helper has its own copies."""
+    try:
+        return _start(plan)
+    finally:
+        plan.process.close()
+
+
+def _start(plan: ExecPlan) -> ExecProcess:
     job = _job(plan)
-    ns_fds = _open_namespaces(plan.pid)
+    ns_fds = [fd for _, fd in _namespaces(plan.process)]
     proc = ExecProcess(helper=-1)
-    opened: list[int] = list(ns_fds)
+    opened: list[int] = []
     try:
         job_r, job_w = os.pipe2(os.O_CLOEXEC)
         err_r, err_w = os.pipe2(os.O_CLOEXEC)

@@ -7,7 +7,7 @@ environment and only these descriptors, so nothing of the caller's process comes
     3         the job (``marshal``: builtin, no imports), read to its end
     4         the error report pipe (close-on-exec: EOF means the command was exec'd)
     5         with -t: the socket the pty master goes back on
-    6 …       the container's namespaces, in ``NAMESPACES`` order
+    6 …       the container's namespaces: those the job names, in ``NAMESPACES`` order
 
 It makes itself non-dumpable first (a process of the container may see the child it forks
 into the pid namespace: its ``/proc/<pid>/{exe,environ,fd}`` stay closed), imports all it
@@ -148,28 +148,28 @@ def _report(report: dict[str, Any]) -> NoReturn:
 
 def _join(plan: dict[str, Any]) -> None:
     """The container's cgroup and namespaces (nothing of the container is opened here
-    but the cgroup files, which are the host's)."""
+    but the cgroup files, which are the host's; the namespaces are the fds we were given,
+    opened by the caller through its verified handle on the container's PID 1)."""
     for procs in plan["cgroup_procs"]:
         with contextlib.suppress(OSError), open(procs, "w") as f:
             f.write(str(os.getpid()))
-    own_user = os.stat("/proc/self/ns/user")  # while /proc is still the host's
+    fds = {name: NS_FD + i for i, name in enumerate(plan["namespaces"])}
+    user_fd = fds.pop("user", -1)  # only a --userns=auto container's is passed
     refused = []
-    for i in range(len(NAMESPACES) - 1):
+    for fd in fds.values():
         try:
-            _libc.setns(NS_FD + i, 0)
+            _libc.setns(fd, 0)
         except PermissionError:
-            refused.append(NS_FD + i)  # runc retries these once in the user namespace
+            refused.append(fd)  # runc retries these once in the user namespace
             continue
-        os.close(NS_FD + i)
-    user_fd = NS_FD + len(NAMESPACES) - 1
-    theirs = os.fstat(user_fd)
-    if (theirs.st_dev, theirs.st_ino) != (own_user.st_dev, own_user.st_ino):
+        os.close(fd)
+    if user_fd >= 0:
         _libc.setns(user_fd, _libc.CLONE_NEWUSER)
+        os.close(user_fd)
         os.setresgid(0, 0, 0)  # the namespace's root: host id start of its range
         os.setgroups([])
         os.setresuid(0, 0, 0)
         confine.go_non_dumpable()  # a change of uid reset it to fs.suid_dumpable
-    os.close(user_fd)
     for fd in refused:
         _libc.setns(fd, 0)
         os.close(fd)
@@ -186,7 +186,11 @@ def main(job: dict[str, Any]) -> NoReturn:
         _join(plan)
     except OSError as exc:
         _report({"stage": "namespaces", "detail": str(exc), "exit_code": 126})
-    child = os.fork()
+    try:
+        child = os.fork()
+    except OSError as exc:  # ENOMEM: the pid namespace's init died since the check
+        _report({"stage": "namespaces", "detail": f"the container's process is gone "
+                 f"({exc.strerror})", "exit_code": 126})
     if child == 0:
         _command(plan, code, before)
     for fd in (0, 1, 2, ERR_FD, SOCK_FD):  # the caller sees EOF when the command is done
