@@ -35,10 +35,13 @@ def in_pty(argv: list[str], send: bytes = b"", rows: int = 30, cols: int = 100,
         fcntl.ioctl(0, termios.TIOCSWINSZ, struct.pack("HHHH", rows, cols, 0, 0))
         os.execvp(argv[0], argv)
     out = b""
-    if send:
-        time.sleep(0.5)
-        os.write(master, send)
     deadline = time.monotonic() + timeout
+    if send:
+        # Type once the command holds the terminal raw: while it is cooked the terminal
+        # itself would take keys such as ^Q (flow control), as for a real user.
+        while termios.tcgetattr(master)[3] & termios.ICANON and time.monotonic() < deadline:
+            time.sleep(0.01)
+        os.write(master, send)
     while time.monotonic() < deadline:
         ready, _, _ = select.select([master], [], [], 0.2)
         if ready:
@@ -49,8 +52,12 @@ def in_pty(argv: list[str], send: bytes = b"", rows: int = 30, cols: int = 100,
             if not chunk:
                 break
             out += chunk
-    _, status = os.waitpid(pid, 0)
+    done, status = os.waitpid(pid, 0 if time.monotonic() < deadline else os.WNOHANG)
+    if not done:  # a failure in its own words, not a hang until pytest's timeout
+        os.kill(pid, 9)
+        os.waitpid(pid, 0)
     os.close(master)
+    assert done, f"{argv[5:]} still running after {timeout} s; screen: {out!r}"
     return os.waitstatus_to_exitcode(status), out
 
 
@@ -71,8 +78,10 @@ def test_exec_runs_in_the_container(cli: Cli) -> None:
                "id -u; pwd; echo $A").stdout.split() == ["65534", "/tmp", "1"]
     assert cli("exec", "-i", "web", "cat", input=b"piped\n").stdout == "piped\n"
     cli("exec", "-d", "web", "sh", "-c", "sleep 0.3; echo later > /tmp/later")
-    time.sleep(1)
-    assert cli("exec", "web", "cat", "/tmp/later").stdout == "later\n"
+    deadline = time.monotonic() + 30  # -d returned at once; the command finishes later
+    while (later := cli("exec", "web", "cat", "/tmp/later", check=False)).stdout != "later\n":
+        assert time.monotonic() < deadline, later.stderr
+        time.sleep(0.05)
 
 
 def test_exec_tty_sees_container_and_terminal_size(engine: Engine, root: Path) -> None:

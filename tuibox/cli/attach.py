@@ -10,7 +10,7 @@ import select
 import signal
 import struct
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING
 
 from ..engine.errors import InvalidArgument, TuiboxError
@@ -45,6 +45,50 @@ def parse_detach_keys(spec: str) -> bytes:
     return bytes(keys)
 
 
+class DetachKeys:
+    """Finds the detach keys in the typed stream, across reads, as docker's escape proxy
+    does: bytes that may begin the keys are held back until the keys are complete (then
+    they never reach the container) or broken (then they are sent after all)."""
+
+    def __init__(self, keys: bytes) -> None:
+        self.keys = keys
+        self.held = b""
+
+    def feed(self, data: bytes) -> tuple[bytes, bool]:
+        """(what to send the container now, whether the keys were completed)."""
+        pending, self.held = self.held + data, b""
+        if not self.keys:
+            return pending, False
+        out = bytearray()
+        for i in range(len(pending)):
+            ahead = pending[i:i + len(self.keys)]
+            if self.keys.startswith(ahead):
+                if ahead == self.keys:
+                    return bytes(out), True  # what follows the keys is dropped, as docker
+                self.held = ahead  # the read ended inside what may be the keys
+                break
+            out.append(pending[i])
+        return bytes(out), False
+
+    def flush(self) -> bytes:
+        held, self.held = self.held, b""
+        return held
+
+
+@contextlib.contextmanager
+def early_raw(on: bool) -> Iterator[None]:
+    """Raw mode from before the slow part (connecting, starting a supervisor, creating,
+    starting) of an interactive TTY session.  Input typed meanwhile stays queued, but
+    only bytes that arrive in raw mode keep their meaning: the terminal itself eats ^Q
+    and ^S (flow control) and turns ^C into a signal while it is cooked, so detach keys
+    typed ahead would be lost.  Restored before any error is printed."""
+    if not on:
+        yield
+        return
+    with raw_terminal(sys.stdin.fileno()):
+        yield
+
+
 SHOWN = {protocol.KIND_STDOUT, protocol.KIND_STDERR}  # `run -a` narrows it
 
 
@@ -74,7 +118,7 @@ def session(conn: Connection, *, stdin: bool, tty: bool, detach_keys: bytes) -> 
     sock = conn.sock
     in_fd = sys.stdin.fileno()
     reading_stdin = stdin
-    matched = 0
+    detach = DetachKeys(detach_keys if tty else b"")
 
     def resize(*_: object) -> None:
         size = terminal_size()
@@ -95,19 +139,16 @@ def session(conn: Connection, *, stdin: bool, tty: bool, detach_keys: bytes) -> 
                 data = os.read(in_fd, 65536)
                 if not data:
                     reading_stdin = False
+                    held = detach.flush()  # a lone ^P at the end is the user's
+                    if held:
+                        sock.sendall(protocol.encode(protocol.KIND_STDIN, held))
                     conn.send({"op": "stdin_eof"})
                 else:
-                    if tty and detach_keys:
-                        for i, byte in enumerate(data):
-                            matched = matched + 1 if byte == detach_keys[matched] else (
-                                1 if byte == detach_keys[0] else 0)
-                            if matched == len(detach_keys):
-                                # Send what came before the keys; the keys themselves stay.
-                                head = data[:i + 1 - len(detach_keys)]
-                                if head:
-                                    sock.sendall(protocol.encode(protocol.KIND_STDIN, head))
-                                return DETACHED
-                    sock.sendall(protocol.encode(protocol.KIND_STDIN, data))
+                    data, detached = detach.feed(data)
+                    if data:  # what came before the keys; the keys themselves stay
+                        sock.sendall(protocol.encode(protocol.KIND_STDIN, data))
+                    if detached:
+                        return DETACHED
             if sock in ready:
                 chunk = sock.recv(1 << 16)
                 if not chunk:

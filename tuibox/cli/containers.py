@@ -165,18 +165,20 @@ def cmd_run(engine: Engine, args: argparse.Namespace) -> int:
 def _attach_and_wait(engine: Engine, cid: str, *, remove_on_failure: bool = False,
                      stdin: bool = False, tty: bool = False,
                      detach_keys: str = "ctrl-p,ctrl-q") -> int:
-    from .attach import follow, parse_detach_keys, terminal_size
+    from .attach import early_raw, follow, parse_detach_keys, terminal_size
 
     keys = parse_detach_keys(detach_keys)
-    try:
-        conn = engine.start_attached(cid, stdin=stdin,
-                                     size=terminal_size() if tty else None)
-    except TuiboxError:
-        if remove_on_failure:
-            engine.remove(cid, force=True)
-        raise
-    return follow(conn, stdin=stdin, tty=tty, detach_keys=keys,
-                  kill=lambda sig: engine.kill(cid, signal_=sig), wait=lambda: engine.wait(cid))
+    with early_raw(stdin and tty):  # keys typed while it starts keep their meaning
+        try:
+            conn = engine.start_attached(cid, stdin=stdin,
+                                         size=terminal_size() if tty else None)
+        except TuiboxError:
+            if remove_on_failure:
+                engine.remove(cid, force=True)
+            raise
+        return follow(conn, stdin=stdin, tty=tty, detach_keys=keys,
+                      kill=lambda sig: engine.kill(cid, signal_=sig),
+                      wait=lambda: engine.wait(cid))
 
 
 def cmd_start(engine: Engine, args: argparse.Namespace) -> int:
@@ -610,16 +612,17 @@ def cmd_cp(engine: Engine, args: argparse.Namespace) -> int:
 
 
 def cmd_attach(engine: Engine, args: argparse.Namespace) -> int:
-    from .attach import DETACHED, parse_detach_keys, session, terminal_size
+    from .attach import DETACHED, early_raw, parse_detach_keys, session, terminal_size
 
     cid = engine.resolve(args.container)
     config = engine.containers.config(cid)
     stdin = not args.no_stdin and (config.process.open_stdin or config.process.tty)
-    conn = engine.attach(cid, stdin=stdin,
-                         size=terminal_size() if config.process.tty else None)
-    try:
-        code = session(conn, stdin=stdin, tty=config.process.tty,
-                       detach_keys=parse_detach_keys(args.detach_keys))
-    finally:
-        conn.close()
+    with early_raw(stdin and config.process.tty):
+        conn = engine.attach(cid, stdin=stdin,
+                             size=terminal_size() if config.process.tty else None)
+        try:
+            code = session(conn, stdin=stdin, tty=config.process.tty,
+                           detach_keys=parse_detach_keys(args.detach_keys))
+        finally:
+            conn.close()
     return 0 if code == DETACHED else code

@@ -18,7 +18,7 @@ FALL_BACK = None
 
 def try_fast(args: argparse.Namespace) -> int | None:
     """Run or create through the supervisor; None when the ordinary path must do it."""
-    from .attach import follow, parse_detach_keys, terminal_size
+    from .attach import early_raw, terminal_size
     from .containers import run_options_dict
 
     if args.pull == "always":
@@ -33,7 +33,16 @@ def try_fast(args: argparse.Namespace) -> int | None:
     size = terminal_size() if attach and options["tty"] else None
     if size:
         request.update(rows=size[0], cols=size[1])
-    conn = client.connect()
+    with early_raw(attach and stdin and bool(options["tty"])):
+        return _run(args, client, request, start=start, attach=attach, stdin=stdin,
+                    tty=bool(options["tty"]))
+
+
+def _run(args: argparse.Namespace, client: SupervisorClient, request: dict[str, object], *,
+         start: bool, attach: bool, stdin: bool, tty: bool) -> int | None:
+    from .attach import follow, parse_detach_keys
+
+    conn = client.connect()  # may start the supervisor: the slow part, raw already
     try:
         conn.send(request)
         created = conn.reply(raise_errors=False)
@@ -66,5 +75,5 @@ def try_fast(args: argparse.Namespace) -> int | None:
 
         attach_module.SHOWN = {kind for name, kind in protocol.STREAM_KINDS.items()
                                if name in args.attach}
-    return follow(conn, stdin=stdin, tty=bool(options["tty"]),
+    return follow(conn, stdin=stdin, tty=tty,
                   detach_keys=parse_detach_keys(args.detach_keys), kill=kill, wait=wait)
