@@ -2,8 +2,8 @@
 
 This host is cgroup v1 for its controllers, but the kernel runs device programs attached
 to its cgroup2 tree (``/sys/fs/cgroup/unified``) all the same, so the program, the
-loader and the replace logic are tested here; the v2 guest runs this file again on a
-pure v2 kernel (tests/test_v2guest_devices.py).  Only /dev/null, /dev/zero and /dev/full
+loader and the replace logic are tested here (the v2 guest, tests/v2/test_devices_v2.py,
+tries the program on the full container path).  Only /dev/null, /dev/zero and /dev/full
 are ever opened, and nodes are made only in the test's own directory.
 """
 

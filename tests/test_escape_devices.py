@@ -2,7 +2,7 @@
 
 A default container holds CAP_MKNOD, so it can make a node for any device; what must
 stop it is the devices cgroup: the v1 controller on this host, the BPF device program on
-a pure v2 kernel (tests/test_v2guest_devices.py runs this file there too).  Every probe
+a pure v2 kernel (tests/v2/test_devices_v2.py runs these tests there too).  Every probe
 opens a node *made inside the container* (or shipped in an image); the only host device
 a test uses is a loop device over a file in the test's own temporary directory.
 """

@@ -1,9 +1,9 @@
 """Resource control on a pure cgroup v2 host: every flag to its v2 file, live update, stats
 (memory.events, PSI), OOM, freeze, cgroup.kill, clean-up (issue #19).
 
-Runs inside the v2 guest (tests/test_v2guest_resources.py boots it once for this whole
-file); skipped anywhere /sys/fs/cgroup is not cgroup2.  Every test runs in three places,
-this process (and so the supervisor it starts) moved there first:
+Runs inside the v2 guest (tests/test_v2guest_suite.py boots it once for all of tests/v2,
+this file last: the process ends up in a cgroup namespace of its own).  Every test runs
+in three places, this process (and so the supervisor it starts) moved there first:
 
 - ``root``: the root cgroup, as under an init without cgroup management;
 - ``delegated``: a leaf of /delegated, a subtree with its controllers handed down (a
@@ -28,24 +28,16 @@ from typing import Any
 
 import pytest
 
+from tests.v2 import busybox_archive, guest_only, processes_mentioning, wait_until
 from tuibox.engine import Engine, RunOptions
-from tuibox.engine.dropped import OOM_KILL_DISABLE, cgroup2_host
+from tuibox.engine.dropped import OOM_KILL_DISABLE
 
 CG = Path("/sys/fs/cgroup")
 PLACES = ("root", "delegated", "cgroupns")
 CONTROLLERS = {"cpu", "cpuset", "io", "memory", "pids"}
 HOG = 'x=a; while true; do x="$x$x"; done'
 
-pytestmark = pytest.mark.skipif(
-    not cgroup2_host(), reason="needs a pure cgroup v2 host: tests/test_v2guest_resources.py "
-                               "runs this file in the v2 guest")
-
-
-def wait_until(predicate: Any, what: str, timeout: float = 30.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
-        time.sleep(0.05)
+pytestmark = guest_only
 
 
 def own_cgroup(pid: int | str = "self") -> str:
@@ -105,11 +97,9 @@ def _enter(place: str) -> None:
 @pytest.fixture(scope="module")
 def state_root(request: pytest.FixtureRequest,
                tmp_path_factory: pytest.TempPathFactory) -> Path:
-    # The host made the archive already (building it here costs ~20 s of emulated CPU).
-    archive = os.environ.get("TUIBOX_V2_BUSYBOX")
-    path = Path(archive) if archive else request.getfixturevalue("busybox_archives")[0]
     root = tmp_path_factory.mktemp("v2") / "root"
-    Engine(root).images.load(path)  # no supervisor needed: it starts in each place
+    # No supervisor needed yet: one starts in each place.
+    Engine(root).images.load(busybox_archive(request))
     return root
 
 
@@ -123,19 +113,7 @@ def box(request: pytest.FixtureRequest, state_root: Path) -> Iterator[Box]:
     b.engine.shutdown(force=True)
     # Every cgroup went with its container, and the shared parent with the last one.
     wait_until(lambda: not (CG / "tuibox").exists(), "the tuibox cgroup to go")
-    wait_until(lambda: not _mentioning(str(state_root)), "the supervisor to go")
-
-
-def _mentioning(text: str) -> list[str]:
-    found = []
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit() and entry.name != str(os.getpid()):
-            try:
-                if text.encode() in (entry / "cmdline").read_bytes():
-                    found.append(entry.name)
-            except OSError:
-                continue
-    return found
+    wait_until(lambda: not processes_mentioning(str(state_root)), "the supervisor to go")
 
 
 @pytest.fixture

@@ -9,7 +9,7 @@ down only when it holds none ("no internal processes"), so they move into an ``i
 leaf first, as Podman and Docker's dind do.
 
 This host is v1 for its controllers: the v2 limits and stats are proven in a pure v2
-guest (tests/test_v2guest_resources.py) and against a model of the files here.
+guest (tests/v2/test_resources_v2.py) and against a model of the files here.
 """
 
 from __future__ import annotations
