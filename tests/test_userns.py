@@ -10,6 +10,7 @@ import fcntl
 import json
 import os
 import secrets
+import socket
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -17,7 +18,8 @@ from typing import Any
 import pytest
 
 from tests.test_container_runtime import run_output, sh
-from tuibox.engine import Engine, InvalidArgument, RunOptions
+from tests.test_network import free_port, http_get, web
+from tuibox.engine import Engine, InvalidArgument, RunOptions, SetupError
 from tuibox.engine.idranges import DEFAULT_SIZE, first_fit, parse_userns
 from tuibox.engine.models import IdRange
 
@@ -262,8 +264,8 @@ def test_stop_and_rm_leave_nothing_and_free_the_range(
 
 def test_bridge_network_container_sees_its_own_devices(engine: Engine,
                                                         auto_root: tuple[str, int]) -> None:
-    # The supervisor makes this netns before the user namespace exists: its sysfs is
-    # mounted by C1 while still host root (a sysfs inside the userns would be refused).
+    # The container makes this netns after its user namespace and the supervisor plugs
+    # the veth in from outside: PID 1 may mount its sysfs itself, and sees eth0 there.
     engine.network_create("unsnet", subnet=f"10.{200 + secrets.randbelow(50)}."
                                            f"{secrets.randbelow(250)}.0/24")
     code, out, err = sh(engine, "ls /sys/class/net; cat /proc/self/uid_map; "
@@ -273,6 +275,90 @@ def test_bridge_network_container_sees_its_own_devices(engine: Engine,
     lines = out.split()
     assert "eth0" in lines and "lo" in lines
     assert str(auto_root[1]) in lines
+
+
+NS_GET_USERNS = 0xB701  # _IO(0xb7, 0x1): the user namespace owning a namespace
+
+
+def _netns_owner(pid: int) -> tuple[int, int]:
+    """(inode of the user namespace owning pid's network namespace, of pid's own)."""
+    fd = os.open(f"/proc/{pid}/ns/net", os.O_RDONLY | os.O_CLOEXEC)
+    try:
+        owner = fcntl.ioctl(fd, NS_GET_USERNS)
+    finally:
+        os.close(fd)
+    try:
+        return os.fstat(owner).st_ino, os.stat(f"/proc/{pid}/ns/user").st_ino
+    finally:
+        os.close(owner)
+
+
+def test_bridge_network_namespace_is_owned_by_the_container(
+        engine: Engine, auto_root: tuple[str, int], tmp_path: Path) -> None:
+    """Made after the user namespace (as runc does under userns-remap), so its root has
+    CAP_NET_RAW and CAP_NET_ADMIN over its own network, and only over that one."""
+    port = free_port()
+    server = web(engine, tmp_path, userns="auto", publish=[f"{port}:80"])
+    pid = engine.containers.state(server).pid
+    owner, own = _netns_owner(pid)
+    assert owner == own
+    # It gets what a namespace the supervisor makes gets: no IPv6 on its interfaces.
+    assert Path(f"/proc/{pid}/net/if_inet6").read_text().split()[-1] == "lo"  # ::1 only
+    assert http_get(f"http://127.0.0.1:{port}/") == "hello from the container"
+    peer = engine.get(server).state.network.networks["bridge"]
+    # A fresh netns allows no ICMP datagram sockets (ping_group_range "1 0"), so ping needs
+    # a raw socket; arping needs a packet socket; ip link needs CAP_NET_ADMIN (added).
+    script = (f"ping -c1 -W5 127.0.0.1 >/dev/null; echo lo=$?; "
+              f"ping -c1 -W5 {peer.gateway} >/dev/null; echo gateway=$?; "
+              f"ping -c1 -W5 {peer.ip} >/dev/null; echo peer=$?; "
+              f"arping -c1 -w5 -I eth0 {peer.gateway} >/dev/null; echo arping=$?; "
+              f"ip link set lo mtu 1500; echo mtu=$?; "
+              f"ip -o link show lo | grep -o 'mtu [0-9]*'; "
+              f"wget -q -O - http://{peer.ip}/; echo; "
+              f"wget -q -O - http://{peer.gateway}:{port}/; echo")
+    code, out, err = sh(engine, script, userns="auto", cap_add=["NET_ADMIN"])
+    assert code == 0, err
+    assert out.splitlines() == ["lo=0", "gateway=0", "peer=0", "arping=0", "mtu=0",
+                                "mtu 1500", "hello from the container",
+                                "hello from the container"], err
+    # Its root has nothing over the host's network namespace (--network host keeps it).
+    # The MTU asked for is the one the host's loopback has: a no-op, were it allowed.
+    mtu = Path("/sys/class/net/lo/mtu").read_text().strip()
+    code, out, err = sh(engine, f"ping -c1 -W2 127.0.0.1; echo ping=$?; "
+                                f"ip link set lo mtu {mtu}; echo mtu=$?",
+                        userns="auto", cap_add=["NET_ADMIN"], network="host")
+    assert "ping=1" in out and "mtu=2" in out, (out, err)
+
+
+def test_joining_a_user_namespaced_network(engine: Engine, auto_root: tuple[str, int],
+                                           tmp_path: Path) -> None:
+    server = web(engine, tmp_path, userns="auto")
+    for userns in ("auto", "host"):
+        code, out, err = sh(engine, "wget -q -O - http://127.0.0.1:80/",
+                            network=f"container:{server}", userns=userns)
+        assert (code, out) == (0, "hello from the container"), err
+    # network connect plugs a second veth into it from the host side, as start did.
+    engine.network_create("unsnet2", subnet=f"10.{200 + secrets.randbelow(50)}."
+                                            f"{secrets.randbelow(250)}.0/24")
+    engine.network_connect("unsnet2", server)
+    joined = engine.get(server).state.network.networks["unsnet2"]
+    code, out, err = sh(engine, "ip -o -4 addr show eth1 | awk '{print $4}'",
+                        network=f"container:{server}")
+    assert out.strip() == f"{joined.ip}/{joined.prefix_len}", err
+
+
+def test_failed_start_gives_the_plugged_network_back(engine: Engine,
+                                                     auto_root: tuple[str, int]) -> None:
+    port = free_port()
+    with pytest.raises(SetupError, match="user"):
+        engine.run(RunOptions(image="busybox", command=["true"], user="nosuchuser",
+                              userns="auto", publish=[f"{port}:80"]))
+    bridge = engine.networks.get("bridge")
+    assert bridge.endpoints == {}
+    # The bridge stays a while for the next container; no veth is left on it.
+    assert list(Path(f"/sys/class/net/{bridge.bridge}/brif").iterdir()) == []
+    with socket.socket() as s:
+        s.bind(("0.0.0.0", port))  # the host port is free again
 
 
 def test_root_default_auto_and_host_opt_out(engine: Engine, root: Path,
@@ -287,6 +373,30 @@ def test_root_default_auto_and_host_opt_out(engine: Engine, root: Path,
     _, out, _ = run_output(engine, "cat", "/proc/self/uid_map", network="none",
                            privileged=True)
     assert out.split() == ["0", "0", "4294967295"]
+
+
+def test_inspect_shows_the_user_namespace(cli: Cli, engine: Engine, root: Path,
+                                          subids: tuple[str, int]) -> None:
+    user, start = subids
+    (root / "daemon.json").write_text(json.dumps({"userns-user": user}))
+    auto = engine.create(RunOptions(image="busybox", userns="auto:size=1000", name="mapped"))
+    plain = engine.create(RunOptions(image="busybox"))
+    host_config = engine.inspect(auto.id)["HostConfig"]
+    assert host_config["UsernsMode"] == "auto"
+    # Podman's shape: container id, host id, size.
+    assert host_config["IDMappings"] == {"UidMap": [f"0:{start}:1000"],
+                                         "GidMap": [f"0:{start}:1000"]}
+    host_config = engine.inspect(plain.id)["HostConfig"]
+    assert host_config["UsernsMode"] == "" and "IDMappings" not in host_config
+    out = cli("inspect", "-f", "{{.HostConfig.UsernsMode}} {{json .HostConfig.IDMappings}}",
+              "mapped").stdout
+    assert out == f'auto {{"UidMap":["0:{start}:1000"],"GidMap":["0:{start}:1000"]}}\n'
+    # Under a root whose default is auto, a container that opted out shows "host", as
+    # Docker shows it under userns-remap.
+    (root / "daemon.json").write_text(json.dumps({"userns": "auto", "userns-user": user}))
+    opted_out = engine.create(RunOptions(image="busybox", userns="host"))
+    assert engine.inspect(opted_out.id)["HostConfig"]["UsernsMode"] == "host"
+    assert engine.inspect(auto.id)["HostConfig"]["UsernsMode"] == "auto"
 
 
 def test_missing_subuid_entry_is_a_clear_error(cli: Cli, root: Path) -> None:

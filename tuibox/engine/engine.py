@@ -624,10 +624,14 @@ class Engine:
     # ------------------------------------------------------------------ inspect / info
 
     def inspect(self, ref: str) -> dict[str, Any]:
+        from .daemonconfig import engine_defaults
         from .inspect import container_json
 
         c = self.get(ref)
-        return container_json(c, self.containers.dir(c.id))
+        default = "host"
+        with contextlib.suppress(TuiboxError):  # a broken daemon.json is create's to report
+            default = engine_defaults(self.paths.root).userns
+        return container_json(c, self.containers.dir(c.id), userns_default=default)
 
     def info(self) -> dict[str, Any]:
         from .cgroups import detect_driver

@@ -15,7 +15,10 @@ def rfc3339(t: datetime) -> str:
     return t.strftime("%Y-%m-%dT%H:%M:%S.%f000Z").replace(".000000000Z", "Z")
 
 
-def container_json(c: Container, directory: Path) -> dict[str, Any]:
+def container_json(c: Container, directory: Path, *,
+                   userns_default: str = "host") -> dict[str, Any]:
+    """``userns_default``: the root's (daemon.json ``userns``), as Docker shows "host"
+    only for a container that opted out of a remapping default."""
     cfg, st = c.config, c.state
     sec = cfg.security
     warnings = {"Warnings": [PRIVILEGED_WARNING]} if sec.privileged else {}
@@ -66,7 +69,8 @@ def container_json(c: Container, directory: Path) -> dict[str, Any]:
             "CapAdd": sec.cap_add or None,
             "CapDrop": sec.cap_drop or None,
             "SecurityOpt": _security_opt(cfg) or None,
-        },
+            "UsernsMode": "" if sec.userns == userns_default == "host" else sec.userns,
+        } | _id_mappings(cfg),
         "NetworkSettings": network_settings(c),
         "GraphDriver": {"Name": "overlay", "Data": {
             "LowerDir": ":".join(reversed(cfg.layer_dirs)),
@@ -104,6 +108,15 @@ def _security_opt(cfg: ContainerConfig) -> list[str]:
     if not sec.masked_paths and not sec.privileged:
         opts.append("systempaths=unconfined")
     return opts
+
+
+def _id_mappings(cfg: ContainerConfig) -> dict[str, Any]:
+    """Podman's ``HostConfig.IDMappings`` ("container:host:size"), with a user namespace."""
+    ids = cfg.security.id_range
+    if ids is None:
+        return {}
+    line = [f"0:{ids.start}:{ids.size}"]
+    return {"IDMappings": {"UidMap": line, "GidMap": list(line)}}
 
 
 def _port_map(ports: list[PortSpec] | list[PortBinding], *,

@@ -6,6 +6,13 @@ address from the network's IPAM → the bridge (created with the first container
 → a veth pair into the namespace → published ports bound and DNAT'd.  The container's
 first child then joins that namespace instead of making its own.  Anything that fails
 is undone before the error reaches the user.
+
+With ``--userns=auto`` the container's first child makes the namespace itself, after
+its user namespace (which then owns it: its root may ping, open raw sockets and set its
+links up, as under runc with Docker's userns-remap).  Everything but the veth pairs is
+done before the fork as above; :meth:`NetworkManager.plug` puts them in while the child
+waits (``runtime.spawn``).  ``--network host`` stays the host's namespace, which no
+container's user namespace can own: there its root has no network capabilities.
 """
 
 from __future__ import annotations
@@ -53,6 +60,9 @@ class Attachment:
     own: list[Endpoint] = field(default_factory=list)
     peers: list[Endpoint] = field(default_factory=list)
     shared_from: str = ""  # container:<id> — its hosts and resolv.conf are copied
+    # Allocated endpoints whose veth pairs are still to go in: (bridge index, network,
+    # endpoint).  Non-empty after attach only for a namespace the container makes.
+    pending: list[tuple[int, NetworkRecord, Endpoint]] = field(default_factory=list)
 
     def close(self) -> None:
         if self.ns_fd >= 0:
@@ -100,8 +110,8 @@ class NetworkManager:
         if mode.startswith(CONTAINER_PREFIX):
             return self._join(config, mode[len(CONTAINER_PREFIX):])
         self._require_nft()
-        ns_fd = self.netlink.new_netns()
-        att = Attachment(ns_fd=ns_fd)
+        own_userns = config.security.userns == "auto"  # it makes its namespace itself
+        att = Attachment(ns_fd=-1 if own_userns else self.netlink.new_netns())
         try:
             self._connect_all(config, att)
             self._publish(config, att)
@@ -133,20 +143,37 @@ class NetworkManager:
         return Attachment(ns_fd=fd, settings=settings, shared_from=target.id)
 
     def _connect_all(self, config: ContainerConfig, att: Attachment) -> None:
-        inner = self.netlink.inside(att.ns_fd)
+        for i, name in enumerate(config.networks):
+            att.pending.append(self._allocate(config, name, f"eth{i}", settings=att.settings,
+                                              own=att.own, wanted=config.ip if i == 0 else ""))
+        att.peers = self._peers_of(config.id)
+        if att.ns_fd >= 0:
+            self.plug(att, att.ns_fd)
+
+    def plug(self, att: Attachment, ns_fd: int, *, adopt: bool = False) -> None:
+        """The veth pairs of ``att``'s endpoints into the namespace ``ns_fd``, the first
+        with the default route.  ``adopt``: a namespace the container made (runtime.spawn
+        calls this while the container's first child waits in it)."""
+        inner = self.netlink.inside(ns_fd, adopt=adopt)
         try:
-            for i, name in enumerate(config.networks):
-                self._connect_one(config, name, att.ns_fd, inner, f"eth{i}",
-                                  default_route=i == 0, settings=att.settings, own=att.own,
-                                  wanted=config.ip if i == 0 else "")
+            for i, (bridge, record, ep) in enumerate(att.pending):
+                self.netlink.add_endpoint(ns_fd, inner, bridge, record, ep,
+                                          default_route=i == 0)
         finally:
             inner.close()
-        att.peers = self._peers_of(config.id)
+        att.pending.clear()
 
     def _connect_one(self, config: ContainerConfig, name: str, ns_fd: int, inner: IPRoute,
-                     ifname: str, *, default_route: bool, settings: NetworkSettings,
-                     own: list[Endpoint], aliases: list[str] | None = None,
-                     wanted: str = "") -> None:
+                     ifname: str, *, settings: NetworkSettings, aliases: list[str]) -> None:
+        bridge, record, ep = self._allocate(config, name, ifname, settings=settings, own=[],
+                                            aliases=aliases)
+        self.netlink.add_endpoint(ns_fd, inner, bridge, record, ep, default_route=False)
+
+    def _allocate(self, config: ContainerConfig, name: str, ifname: str, *,
+                  settings: NetworkSettings, own: list[Endpoint],
+                  aliases: list[str] | None = None,
+                  wanted: str = "") -> tuple[int, NetworkRecord, Endpoint]:
+        """An address on network ``name`` and its bridge, up; the veth pair comes later."""
         user_net = name != BUILTIN
         record, ep = self.store.allocate(
             name, container_id=config.id, container_name=config.name,
@@ -158,12 +185,11 @@ class NetworkManager:
             self.netlink.bridges.pop(record.bridge, None)  # and it is checked, not assumed
             self._drop_replaced(record)
         bridge = self.netlink.ensure_bridge(record)
-        self.netlink.add_endpoint(ns_fd, inner, bridge, record, ep,
-                                  default_route=default_route)
         own.append(ep)
         settings.networks[name] = ContainerNetwork(
             network_id=record.id, ip=ep.ip, prefix_len=ep.prefix_len, gateway=ep.gateway,
             mac=ep.mac, aliases=ep.aliases)
+        return bridge, record, ep
 
     def _publish(self, config: ContainerConfig, att: Attachment) -> None:
         held: list[socket.socket] = []
@@ -280,8 +306,8 @@ class NetworkManager:
             ifname = next(f"eth{i}" for i in range(64) if f"eth{i}" not in used)
             settings = NetworkSettings()
             try:
-                self._connect_one(config, name, ns_fd, inner, ifname, default_route=False,
-                                  settings=settings, own=[], aliases=aliases)
+                self._connect_one(config, name, ns_fd, inner, ifname, settings=settings,
+                                  aliases=aliases)
             except BaseException:
                 for record, ep in self.store.endpoints_of(config.id):
                     if record.name == name:

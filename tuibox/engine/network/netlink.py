@@ -65,10 +65,15 @@ class Netlink:
         finally:
             _libc.setns(self.host_ns, _libc.CLONE_NEWNET)
 
-    def inside(self, ns_fd: int) -> IPRoute:
-        """A netlink socket bound to the namespace ``ns_fd``."""
+    def inside(self, ns_fd: int, *, adopt: bool = False) -> IPRoute:
+        """A netlink socket bound to the namespace ``ns_fd``.
+
+        ``adopt``: a namespace a container made itself (``--userns=auto``), which gets
+        what :meth:`new_netns` gives ours before its first interface arrives."""
         _libc.setns(ns_fd, _libc.CLONE_NEWNET)
         try:
+            if adopt:
+                _no_ipv6("default")
             return IPRoute()
         finally:
             _libc.setns(self.host_ns, _libc.CLONE_NEWNET)

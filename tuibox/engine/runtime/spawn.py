@@ -5,6 +5,11 @@ sync socket → C1 unshares the namespaces and forks C2, PID 1 of the new pid na
 C2 runs ``init.container_init`` → ``execve``.  C2 is re-parented to the supervisor (a
 child subreaper) when C1 exits.  The exec-error pipe reports a failed step, or closes on
 a successful ``execve``.
+
+With ``--userns=auto`` C1 also waits, after unsharing the user namespace, for the
+supervisor to map it (runtime/userns.py) and, on a bridge network, after unsharing the
+others, for the supervisor to put the veth pairs into the network namespace it just
+made (``plug_network``): that namespace is then owned by the container's user namespace.
 """
 
 from __future__ import annotations
@@ -17,6 +22,7 @@ import resource
 import select
 import signal
 import socket
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -71,7 +77,7 @@ def _reset_signals() -> None:
 
 
 def _first_child(plan: InitPlan, flags: int, sync: socket.socket, out_w: int, err_w: int,
-                 exec_w: int, in_r: int, ids: tuple[int, int] | None) -> None:
+                 exec_w: int, in_r: int, ids: tuple[int, int] | None, plugged: bool) -> None:
     """C1: wait until the parent placed us in the cgroup, unshare, fork PID 1."""
     stage = "stdio"
     try:
@@ -97,6 +103,11 @@ def _first_child(plan: InitPlan, flags: int, sync: socket.socket, out_w: int, er
             _enter_userns(plan, sync)
             stage = "namespaces"
         _libc.unshare(flags)
+        if plugged:  # our new netns gets its endpoints from the supervisor (_plug)
+            stage = "network"
+            sync.send(b"netns")
+            if sync.recv(16) != b"plugged":
+                os._exit(125)  # the supervisor failed and reports why
         stage = "fork"
         pid = os.fork()
         if pid == 0:
@@ -180,6 +191,19 @@ def _map_userns(plan: InitPlan, c1: int, sync: socket.socket, ids: tuple[int, in
             os.close(fd)
 
 
+def _plug(c1: int, sync: socket.socket, plug_network: Callable[[int], None]) -> None:
+    """Supervisor: C1's fresh network namespace gets its endpoints (from the host side)."""
+    if sync.recv(16) != b"netns":
+        return  # C1 failed first: its report on the exec-error pipe says why
+    # Our child, not reaped: the pid names C1 until we wait for it.
+    ns_fd = os.open(f"/proc/{c1}/ns/net", os.O_RDONLY | os.O_CLOEXEC)
+    try:
+        plug_network(ns_fd)
+    finally:
+        os.close(ns_fd)
+    sync.send(b"plugged")
+
+
 def _pipe() -> tuple[int, int]:
     r, w = os.pipe2(os.O_CLOEXEC)
     with contextlib.suppress(OSError):
@@ -200,10 +224,17 @@ def _read_report(fd: int) -> bytes:
         chunks.append(chunk)
 
 
-def spawn(plan: InitPlan, *, cgroup_procs: list[Path]) -> Spawned:
-    """Start the container described by ``plan``; raise ``SetupError`` naming the step."""
+def spawn(plan: InitPlan, *, cgroup_procs: list[Path],
+          plug_network: Callable[[int], None] | None = None) -> Spawned:
+    """Start the container described by ``plan``; raise ``SetupError`` naming the step.
+
+    ``plug_network``: with ``--userns=auto`` and a namespace of its own, called with an
+    fd of that namespace once C1 made it, to set its interfaces up from the host side."""
     own_net = plan.new_net and plan.net_fd < 0
     ids = _id_range(plan)
+    if plug_network is not None and (ids is None or not own_net):
+        raise SetupError("network", "only a container with its own user and network "
+                         "namespaces makes its network namespace itself")
     flags = BASE_NAMESPACES | (_libc.CLONE_NEWNET if own_net else 0)
     out_r, out_w = _pipe()
     err_r, err_w = _pipe()
@@ -221,7 +252,8 @@ def spawn(plan: InitPlan, *, cgroup_procs: list[Path]) -> Spawned:
         for fd in (out_r, err_r, exec_r, in_w):
             if fd >= 0:
                 os.close(fd)
-        _first_child(plan, flags, child_sync, out_w, err_w, exec_w, in_r, ids)
+        _first_child(plan, flags, child_sync, out_w, err_w, exec_w, in_r, ids,
+                     plug_network is not None)
     child_sync.close()
     if child_pty is not None:
         child_pty.close()
@@ -240,6 +272,8 @@ def spawn(plan: InitPlan, *, cgroup_procs: list[Path]) -> Spawned:
         parent_sync.send(b"go")
         if ids is not None:
             _map_userns(plan, c1, parent_sync, ids)
+        if plug_network is not None:
+            _plug(c1, parent_sync, plug_network)
         raw = parent_sync.recv(32)
         pid = int(raw) if raw else 0
         os.waitpid(c1, 0)

@@ -12,7 +12,9 @@ The order at start (runc's, with the maps written by the supervisor):
    top of them with the new mount API (the upper dir is plain: it holds the container's
    host ids), all detached.  The overlay's fd goes back to C1.
 3. C1 becomes root of the new namespace (``become_root``) and unshares the others, which
-   the user namespace then owns (so PID 1 may mount proc, sysfs, mqueue, devpts).
+   the user namespace then owns (so PID 1 may mount proc, sysfs, mqueue, devpts, and its
+   root has CAP_NET_RAW/CAP_NET_ADMIN over its network).  On a bridge network C1 waits
+   while the supervisor puts the veth pairs into that network namespace from outside.
 4. PID 1 attaches the detached mounts where they belong (``attach``).
 
 Image files keep their ids on disk and appear root-owned inside; no layer is copied or

@@ -261,7 +261,11 @@ class Supervisor(StdioMixin):
                 open_stdin=config.process.open_stdin, winsize=winsize, seccomp_program=program,
                 security=config.security, device_nodes=nodes,
                 cap_mask=caps)
-            spawned = spawn(plan, cgroup_procs=self.driver.procs_files(rel))
+            # A --userns=auto container makes its network namespace itself: its veth
+            # pairs go in while it waits (owned by its user namespace, as under runc).
+            plug = functools.partial(self.network.plug, net, adopt=True) \
+                if net.pending else None
+            spawned = spawn(plan, cgroup_procs=self.driver.procs_files(rel), plug_network=plug)
         except TuiboxError as exc:
             if net is not None:
                 net.close()
