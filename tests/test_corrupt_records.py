@@ -396,3 +396,17 @@ def test_rm_f_of_a_broken_container_nobody_supervises(engine: Engine) -> None:
     assert not engine.containers.dir(c.id).exists()
     engine.supervisor.request({"op": "ping"})  # its shutdown takes the killed one's /run
 
+
+def test_system_check_command(cli: Cli, images: Engine) -> None:
+    engine = images
+    truncate(engine.images.repositories.path)
+    (engine.paths.volumes / "vol" / "_data").mkdir(parents=True)
+    garbage(engine.paths.volumes / "vol" / "volume.json")
+    found = cli("system", "check", check=False)
+    assert found.returncode == 1
+    assert "tags " in found.stdout and "volume vol: cannot read" in found.stdout
+    assert "fix: `tuibox system check --repair`" in found.stdout
+    assert "2 problem(s), 0 repaired, 2 left" in found.stdout
+    repaired = cli("system", "check", "--repair")
+    assert "2 problem(s), 2 repaired, 0 left" in repaired.stdout
+    assert cli("system", "check").stdout.endswith("no problems found\n")
