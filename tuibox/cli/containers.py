@@ -258,6 +258,9 @@ def status_text(c: Container) -> str:
         return f"Restarting ({st.exit_code}) {ago(st.finished_at)}"
     if st.running:
         up = f"Up {human_duration((now - st.started_at).total_seconds())}"
+        if st.output_lost:  # keeper and supervisor were killed: nobody read it meanwhile
+            lost = sum(gap.seconds(now) for gap in st.output_lost)
+            up += f" (output lost: {human_duration(lost)})"
         return up + (" (Paused)" if st.paused else "")
     if st.status == "created":
         return "Created"

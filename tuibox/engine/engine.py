@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from .containers import ContainerStore, new_id, now
-from .errors import Conflict, InvalidArgument, RecordError, TuiboxError
+from .errors import Conflict, ContainerNotFound, InvalidArgument, RecordError, TuiboxError
 from .models import (
     Container,
     ContainerConfig,
@@ -129,13 +129,38 @@ class Engine:
         return open_live(self.containers.state(self.resolve(ref)), namespaces)
 
     def list(self, *, all: bool = False) -> builtins.list[Container]:
-        found, _ = self.containers.list()
+        found, _ = self.list_with_errors()
         return found if all else [c for c in found if c.state.running]
 
     def list_with_errors(
         self,
     ) -> tuple[builtins.list[Container], builtins.list[RecordError]]:
-        return self.containers.list()
+        found, errors = self.containers.list()
+        if self._supervise(found):
+            found, errors = self.containers.list()  # as the new supervisor recorded them
+        return found, errors
+
+    def _supervise(self, found: builtins.list[Container]) -> bool:
+        """Start a supervisor if containers run without one (its keeper was killed with
+        it): until then nobody reads their output or can record their exits.  Every
+        listing checks (``ps``, the dashboard's refresh and stats poll); True if started."""
+        if not any(c.state.running and not c.state.restarting for c in found):
+            return False
+        if self.supervisor.running():
+            return False
+        with contextlib.suppress(TuiboxError):  # a verb that needs it will say why
+            self.supervisor.request({"op": "ping"})
+            return True
+        return False
+
+    def _state(self, cid: str) -> ContainerState:
+        """The state of a container another client may be removing right now."""
+        try:
+            return self.containers.state(cid)
+        except RecordError:
+            if not self.containers.dir(cid).is_dir():
+                raise ContainerNotFound(f"No such container: {cid}") from None
+            raise
 
     # ------------------------------------------------------------------ create / start
 
@@ -219,7 +244,7 @@ class Engine:
         from .liveness import is_live
 
         cid = self.resolve(ref)
-        state = self.containers.state(cid)
+        state = self._state(cid)
         if is_live(state):  # "running" alone is not enough: its pid may be a stranger's now
             return state.pid
         reply = self.supervisor.request({"op": "start", "id": cid})
@@ -269,7 +294,7 @@ class Engine:
     def stop(self, ref: str, *, timeout: int | None = None, signal_: str | None = None) -> bool:
         """Stop signal, then SIGKILL after the timeout; False if it was not running."""
         cid = self.resolve(ref)
-        state = self.containers.state(cid)
+        state = self._state(cid)
         if not state.running:
             return False
         reply = self.supervisor.request({"op": "stop", "id": cid, "timeout": timeout,
@@ -277,13 +302,21 @@ class Engine:
         return not reply.get("already", False)
 
     def restart(self, ref: str, *, timeout: int | None = None) -> int:
-        self.stop(ref, timeout=timeout)
-        return self.start(ref)
+        """Stop (if it runs) and start, as one operation of the supervisor."""
+        cid = self.resolve(ref)
+        try:
+            reply = self.supervisor.request({"op": "restart", "id": cid, "timeout": timeout})
+        except TuiboxError as exc:
+            if not _older_supervisor(exc):
+                raise
+            self.stop(ref, timeout=timeout)
+            return self.start(ref)
+        return int(reply["pid"])
 
     def kill(self, ref: str, *, signal_: str = "KILL") -> None:
         cid = self.resolve(ref)
         parse_signal(signal_)
-        if not self.containers.state(cid).running:
+        if not self._state(cid).running:
             raise Conflict(f"Cannot kill container: {ref}: container {cid[:12]} is not running")
         self.supervisor.request({"op": "kill", "id": cid, "signal": signal_})
 
@@ -302,16 +335,13 @@ class Engine:
             from .broken import remove_container
 
             return remove_container(self, cid, force=force, volumes=volumes)
-        if state.running:
-            if not force:
-                raise Conflict(
-                    f"You cannot remove a {state.status} container {cid}. Stop the container "
-                    f"before attempting removal or force remove")
-            self.supervisor.request({"op": "stop", "id": cid, "timeout": 0, "signal": "KILL"})
-            if not self.containers.dir(cid).exists():
-                return cid  # it had --rm: the supervisor removed it as it exited
-        if self.supervisor.running():
-            self.supervisor.request({"op": "forget", "id": cid})
+        if self._remove_queued(cid, force=force, volumes=volumes):
+            return cid
+        # No supervisor can be started (a broken root): then nothing can start it either.
+        if state.running and not force:
+            raise Conflict(
+                f"You cannot remove a {state.status} container {cid}. Stop the container "
+                f"before attempting removal or force remove")
         config = self.containers.config(cid)
         self.containers.update_state(cid, lambda st: setattr(st, "removing", True))
         from .cgroups import detect_driver
@@ -327,12 +357,42 @@ class Engine:
         driver.remove(cgroup_rel(cid))
         self.containers.remove_files(cid)
         self.containers.emit("destroy", cid, config.name)
-        if volumes:  # rm -v: the container's anonymous volumes go with it
-            for m in config.mounts:
-                if m.type == "volume" and m.anonymous:
-                    with contextlib.suppress(TuiboxError):
-                        self.volumes.remove(m.source, users=self.volume_users)
+        if volumes:
+            self._remove_volumes(config)
         return cid
+
+    def _remove_queued(self, cid: str, *, force: bool, volumes: bool) -> bool:
+        """``rm`` by the supervisor, in the container's queue, so no start or restart can
+        slip in; it renames the directory away and the files are deleted here.  False if
+        no supervisor can be started."""
+        from .errors import SupervisorError
+
+        config = self.containers.config(cid)
+        try:
+            reply = self.supervisor.request({"op": "remove", "id": cid, "force": force})
+        except SupervisorError:
+            return False
+        except TuiboxError as exc:
+            if not _older_supervisor(exc):
+                raise
+            if force:  # it knows only stop and forget: then the files go from here
+                self.supervisor.request({"op": "stop", "id": cid, "timeout": 0,
+                                         "signal": "KILL"})
+            if not self.containers.dir(cid).exists():
+                return True  # it had --rm: it removed itself as it exited
+            self.supervisor.request({"op": "forget", "id": cid})
+            return False
+        shutil.rmtree(reply["doomed"], ignore_errors=True)
+        if volumes:
+            self._remove_volumes(config)
+        return True
+
+    def _remove_volumes(self, config: ContainerConfig) -> None:
+        """rm -v: the container's anonymous volumes go with it."""
+        for m in config.mounts:
+            if m.type == "volume" and m.anonymous:
+                with contextlib.suppress(TuiboxError):
+                    self.volumes.remove(m.source, users=self.volume_users)
 
     def prune(self) -> builtins.list[str]:
         """Remove every stopped container (``container prune``)."""
@@ -348,7 +408,7 @@ class Engine:
     def pause(self, ref: str) -> None:
         """Freeze every process of the container (``docker pause``)."""
         cid = self.resolve(ref)
-        st = self.containers.state(cid)
+        st = self._state(cid)
         if not st.running or st.restarting:
             raise Conflict(f"Container {cid} is not running")
         if st.paused:
@@ -357,7 +417,7 @@ class Engine:
 
     def unpause(self, ref: str) -> None:
         cid = self.resolve(ref)
-        if not self.containers.state(cid).paused:
+        if not self._state(cid).paused:
             raise Conflict(f"Container {cid} is not paused")
         self.supervisor.request({"op": "unpause", "id": cid})
 
@@ -403,10 +463,8 @@ class Engine:
             from .stats import StatsSampler
 
             self._sampler = StatsSampler(detect_driver())
-        if refs is None:
-            containers = [c for c in self.containers.iter_running()]
-        else:
-            containers = [self.get(r) for r in refs]
+        # list(): the dashboard's poll starts a missing supervisor, too
+        containers = self.list() if refs is None else [self.get(r) for r in refs]
         return self._sampler.sample(containers)
 
     def top(self, ref: str) -> builtins.list[ProcessInfo]:
@@ -691,6 +749,11 @@ class Engine:
     def shutdown(self, *, force: bool = False) -> None:
         """Stop this root's supervisor (containers must be stopped unless ``force``)."""
         self.supervisor.shutdown(force=force)
+
+
+def _older_supervisor(exc: TuiboxError) -> bool:
+    """A supervisor of an older tuibox still runs (until the next shutdown)."""
+    return exc.message.startswith("unknown request")
 
 
 def _log_options(opts: dict[str, str], parse_size: Any) -> LogOptions:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -39,6 +39,12 @@ def container_json(c: Container, directory: Path, *,
             "Error": st.error,
             "StartedAt": rfc3339(st.started_at),
             "FinishedAt": rfc3339(st.finished_at),
+            # tuibox's own: stretches of this run's output nobody read (keeper and
+            # supervisor killed together); Until is zero if it was never taken back
+            "OutputLost": [{"Since": rfc3339(g.since), "Until": rfc3339(g.until),
+                            "Seconds": round(g.seconds(st.finished_at if not st.running
+                                                       else datetime.now(UTC)), 3)}
+                           for g in st.output_lost],
         },
         "Image": cfg.image_id,
         "ResolvConfPath": str(directory / "resolv.conf"),

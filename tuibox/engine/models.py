@@ -245,6 +245,20 @@ class ContainerConfig(Record):
 Status = Literal["created", "running", "paused", "restarting", "removing", "exited", "dead"]
 
 
+class OutputGap(Record):
+    """A stretch of a container's output nobody read: its keeper and supervisor were killed
+    together, so its pipes had no reader and every write failed (``EPIPE``; ``SIGPIPE`` for
+    any writer but PID 1, which the kernel spares) until a supervisor took them back."""
+
+    since: datetime  # the last output kept before (the log's last write, or the start)
+    until: datetime = ZERO_TIME  # taken back then; zero: never (a TTY, or no longer held)
+
+    def seconds(self, now: datetime) -> float:
+        """How long nobody read it (up to ``now`` if it was never taken back)."""
+        end = self.until if self.until != ZERO_TIME else now
+        return max(0.0, (end - self.since).total_seconds())
+
+
 class ContainerState(Record):
     """Mutable runtime state (``containers/<id>/state.json``); the supervisor owns it."""
 
@@ -266,6 +280,10 @@ class ContainerState(Record):
     manually_stopped: bool = False
     cgroup: str = ""  # relative cgroup path, e.g. "tuibox/<id>"
     network: NetworkSettings = Field(default_factory=NetworkSettings)  # while running
+    # Inodes of this run's stdout/stderr pipes: a supervisor that lost them (keeper killed
+    # too) finds them again in the container's own fd tables (supervisor/reclaim.py).
+    stdio_pipes: dict[str, int] = Field(default_factory=dict)
+    output_lost: list[OutputGap] = Field(default_factory=list)  # this run's gaps
 
     @property
     def status(self) -> Status:

@@ -61,7 +61,10 @@ def read_record(path: Path, model: type[M]) -> M:
 def locked(path: Path, *, shared: bool = False) -> Iterator[None]:
     """Hold an ``flock`` on ``<path>.lock`` for the duration of the block."""
     lock_path = path.with_name(path.name + ".lock")
-    fd = os.open(lock_path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+    try:
+        fd = os.open(lock_path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+    except FileNotFoundError as exc:  # its directory is gone: a container removed meanwhile
+        raise RecordError(str(path), "missing") from exc
     try:
         fcntl.flock(fd, fcntl.LOCK_SH if shared else fcntl.LOCK_EX)
         yield

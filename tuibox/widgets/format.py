@@ -36,6 +36,9 @@ def status_label(c: Container) -> str:
         return "frozen"
     if st == "exited":
         return f"exited ({c.state.exit_code})"
+    if c.state.running and c.state.output_lost:  # keeper and supervisor were killed
+        lost = sum(gap.seconds(datetime.now(UTC)) for gap in c.state.output_lost)
+        return f"{st}, output lost {human_duration(lost)}"
     return st
 
 

@@ -11,6 +11,10 @@ import os
 import socket
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from ..paths import StatePaths
 
 
 def _run_supervisor(root: str) -> object:
@@ -23,13 +27,15 @@ def _run_supervisor(root: str) -> object:
 
 
 def main(argv: list[str]) -> int:
-    if len(argv) != 2 or argv[0] != "--root":
+    if len(argv) not in (2, 4) or argv[0] != "--root" or argv[2:3] not in ([], ["--resume"]):
         print("usage: python -m tuibox.engine.supervisor --root DIR", file=sys.stderr)
         return 2
     root = argv[1]
     from ..paths import StatePaths
 
     paths = StatePaths(Path(root))
+    if len(argv) == 4:  # a supervisor whose keeper was killed becomes the keeper (rekeep.py)
+        return _resume(paths, root, int(argv[3]))
     paths.ensure_run()
     sock_path = paths.supervisor_socket
     sock_path.unlink(missing_ok=True)
@@ -52,6 +58,19 @@ def main(argv: list[str]) -> int:
     from . import keeper
 
     keeper.main(listen.fileno(), _run_supervisor(root))  # type: ignore[arg-type]
+    return 0
+
+
+def _resume(paths: StatePaths, root: str, state_fd: int) -> int:
+    import json
+
+    with os.fdopen(state_fd, "rb") as f:
+        state = json.load(f)
+    paths.keeper_pidfile.write_text(f"{os.getpid()}\n")
+    from . import keeper
+
+    keeper.main(state["listen"], _run_supervisor(root),  # type: ignore[arg-type]
+                resumed=state["containers"])
     return 0
 
 

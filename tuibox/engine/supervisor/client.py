@@ -13,7 +13,14 @@ import time
 from collections.abc import Iterator
 from typing import Any
 
-from ..errors import SetupError, SupervisorError, TuiboxError
+from ..errors import (
+    Conflict,
+    ContainerNotFound,
+    InvalidArgument,
+    SetupError,
+    SupervisorError,
+    TuiboxError,
+)
 from ..paths import StatePaths
 from . import protocol
 
@@ -63,9 +70,14 @@ def check(message: dict[str, Any]) -> None:
         prefix = f"container setup failed at {message['stage']}: "
         raise SetupError(message["stage"], detail.removeprefix(prefix),
                          exit_code=message.get("exit_code", 125))
-    err = TuiboxError(message["error"])
+    kind = _KINDS.get(str(message.get("kind", "")), TuiboxError)  # e.g. Conflict
+    err = kind(message["error"])
     err.exit_code = message.get("exit_code", 125)
     raise err
+
+
+_KINDS: dict[str, type[TuiboxError]] = {
+    cls.__name__: cls for cls in (Conflict, ContainerNotFound, InvalidArgument)}
 
 
 class SupervisorClient:

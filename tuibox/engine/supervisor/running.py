@@ -98,3 +98,10 @@ class Running:
     stdin_buf: bytearray = field(default_factory=bytearray)
     stdin_eof: bool = False  # the client's stdin ended: close ours once the queue drains
     external: dict[str, int] = field(default_factory=dict)  # what the keeper also holds
+    spawned: bool = False  # our own child (started by this supervisor)
+    # Nobody of tuibox is its parent (keeper and supervisor were killed while it ran): its
+    # exit comes through the pidfd, its status from ``procfd`` or the signal we sent.
+    orphan: bool = False
+    procfd: int = -1  # its /proc/<pid> directory (orphans only)
+    last_signal: int = 0  # the last terminating signal we sent it
+    exit_error: str = ""  # what to record as its error when it has exited

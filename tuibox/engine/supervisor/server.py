@@ -41,10 +41,13 @@ from ..runtime.devnodes import host_nodes
 from ..runtime.init import InitPlan, MountSpec
 from ..runtime.spawn import raise_nofile_limit, spawn
 from ..security import cap_mask
-from ..signals import parse_signal
 from . import protocol
+from .adoption import AdoptionMixin
 from .idle import watch_idle
 from .keeper import MAX_FDS_PER_MESSAGE
+from .lifecycle import Lifecycle, Operation
+from .ops import LifecycleOps
+from .reclaim import pipe_inode
 from .refuse import STARTUP_FAILED, refuse
 from .rootwatch import watch_root
 from .running import Client, Running, cgroup_rel, exit_code_of
@@ -53,12 +56,9 @@ from .stdio import StdioMixin, winsize_of
 # After PID 1 exits the pipes normally reach EOF at once (the pid namespace dies with it);
 # this bounds the wait for a straggler before the exit is recorded anyway.
 DRAIN_GRACE = 2.0
-# How long an adopted container that is gone may wait for its status from the keeper.
-KEEPER_GRACE = 5.0
-DEFAULT_STOP_TIMEOUT = 10
 
 
-class Supervisor(StdioMixin):
+class Supervisor(LifecycleOps, AdoptionMixin, StdioMixin):
     def __init__(self, paths: StatePaths, listen: socket.socket, ctl: socket.socket) -> None:
         self.paths = paths
         self.store = ContainerStore(paths)
@@ -77,6 +77,9 @@ class Supervisor(StdioMixin):
         self.spool = paths.run / "spool"
         self.stopping = False
         self.keeper_gone = False
+        self.old_keeper = False
+        # One lifecycle operation at a time per container (lifecycle.py, ops.py).
+        self.lifecycle = Lifecycle(self._answer_error)
         self.wake_r, self.wake_w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
         self.network = NetworkManager(paths, self.store, log, self.call_later)
         self.idle = watch_idle(self, log)  # leaves when nothing needs it (idle.py)
@@ -114,97 +117,6 @@ class Supervisor(StdioMixin):
 
     # ------------------------------------------------------------------ start-up
 
-    def adopt(self) -> None:
-        """Take over from a killed predecessor: fds from the keeper, state from disk."""
-        kept: dict[str, dict[str, int]] = {}
-        fds: list[int]
-        exits: list[tuple[int, int]] = []
-        while True:
-            data, fds, _, _ = socket.recv_fds(self.ctl, 65536, MAX_FDS_PER_MESSAGE)
-            if not data:
-                raise SystemExit(0)
-            msg = json.loads(data)
-            if msg["op"] == "ready":
-                break
-            if msg["op"] == "fds":
-                kept[msg["cid"]] = dict(zip(msg["streams"], fds, strict=True))
-            elif msg["op"] == "exit":
-                exits.append((msg["pid"], msg["status"]))
-        reaped = dict(exits)  # what the keeper collected while no supervisor ran
-        containers, _ = self.store.list()
-        for c in containers:
-            streams = kept.pop(c.id, {})
-            try:
-                self._adopt_container(c.config, c.state, streams, reaped)
-            except Exception as exc:  # one container's trouble must not keep us down
-                log(f"adopting {c.id[:12]}: {exc!r}")
-                if c.id not in self.running:
-                    with contextlib.suppress(TuiboxError, OSError):
-                        self.store.update_state(c.id, _mark_lost)
-        for cid, streams in kept.items():  # containers removed meanwhile
-            for fd in streams.values():
-                os.close(fd)
-            self._keeper({"op": "drop", "cid": cid})
-        for pid, status in reaped.items():
-            self._on_exit(pid, status)
-        try:
-            self.network.sweep(set(self.running))
-        except Exception as exc:  # after a reboot its bridges and table are gone: go on
-            log(f"network clean-up after adoption: {exc!r}")
-
-    def _adopt_container(self, config: ContainerConfig, st: ContainerState,
-                         streams: dict[str, int], reaped: dict[int, int]) -> None:
-        if st.running and not st.restarting:
-            self._adopt_one(config, st, streams, reaped)
-            return
-        for fd in streams.values():
-            os.close(fd)
-        if st.restarting:
-            self._schedule_restart(config.id, 0.1)
-        elif self.driver.exists(cgroup_rel(config.id)):
-            self._remove_cgroup(cgroup_rel(config.id))  # left behind by a crash
-
-    def _adopt_one(self, config: ContainerConfig, st: ContainerState,
-                   fds: dict[str, int], reaped: dict[int, int]) -> None:
-        # The pidfd is opened before the start time is checked: what we keep is the very
-        # process the record names, never a stranger that reused its pid (a reboot, or
-        # the container killed together with us and the keeper).
-        proc = open_live(st)
-        run = Running(cid=config.id, pid=st.pid, writer=None)
-        self.running[config.id] = run
-        if fds:
-            run.writer = self._writer(config)
-            run.writer.recover()
-            self._attach_streams(run, fds)
-            self.pump(config.id)  # whatever arrived while no supervisor ran
-        if proc is None:
-            # Gone.  The keeper may have reaped it (its real status); if not, both were
-            # killed or the host rebooted: Docker's 255, since nobody can know.
-            status = reaped.pop(st.pid, None) if st.pid else None
-            if status is None and fds and st.pid:
-                # The keeper held its pipes all along, so it was its child: the status it
-                # reaped may still be on its way (sent after "ready").  Wait a little.
-                self.by_pid[st.pid] = config.id
-                run.finish_timer = self.call_later(KEEPER_GRACE,
-                                                   lambda: self._lost(config.id, run))
-                return
-            log(f"adopting {config.id[:12]}: pid {st.pid} is gone or no longer its process; "
-                f"exit status {'from the keeper' if status is not None else 'lost'}")
-            run.status = status if status is not None else 255 << 8
-            self._finish(config.id, lost=status is None)
-            return
-        self.by_pid[st.pid] = config.id
-        run.pidfd, proc.pidfd = proc.pidfd, -1
-        proc.close()
-        if not fds:  # no parent link and no pipes: the pidfd tells us when it exits
-            self.sel.register(run.pidfd, selectors.EVENT_READ, (config.id, "pidfd"))
-
-    def _lost(self, cid: str, run: Running) -> None:
-        if self.running.get(cid) is run and run.status is None:
-            log(f"{cid[:12]}: its process is gone and the keeper reported no exit status")
-            run.status = 255 << 8
-            self._finish(cid, lost=True)
-
     # ------------------------------------------------------------------ containers
 
     def _writer(self, config: ContainerConfig) -> LogWriter:
@@ -221,7 +133,9 @@ class Supervisor(StdioMixin):
         for client in run.attached:
             client.send(frame)
 
-    def start(self, cid: str, attach: Client | None = None, winsize: bytes = b"") -> int:
+    def start(self, cid: str, attach: Client | None = None, winsize: bytes = b"", *,
+              policy: bool = False) -> int:
+        """Start it (``policy``: a restart policy's restart, counted as it starts)."""
         if cid in self.running:
             raise TuiboxError(f"container {cid[:12]} is already running")
         self.cancel(self.restart_timers.pop(cid, 0))
@@ -288,7 +202,7 @@ class Supervisor(StdioMixin):
             raise error from None
         net.close()  # the container holds its namespace now
         settings = net.settings
-        run = Running(cid=cid, pid=spawned.pid, writer=self._writer(config))
+        run = Running(cid=cid, pid=spawned.pid, writer=self._writer(config), spawned=True)
         assert run.writer is not None
         run.writer.recover()
         if attach is not None:
@@ -298,8 +212,9 @@ class Supervisor(StdioMixin):
         streams = {"stdout": spawned.stdout, "stderr": spawned.stderr, "pty": spawned.pty_master,
                    "stdin": spawned.stdin}
         self._attach_streams(run, {k: v for k, v in streams.items() if v >= 0})
-        self._keeper({"op": "store", "cid": cid, "streams": list(run.external)},
-                     list(run.external.values()))
+        self._keeper({"op": "store", "cid": cid, "streams": list(run.external),
+                      "pid": spawned.pid}, list(run.external.values()))
+        pipes = {name: pipe_inode(fd) for name, fd in run.fds.items() if run.pty < 0}
         # Our child, not reaped yet: the pid cannot name anything else until we reap it.
         run.pidfd = os.pidfd_open(spawned.pid)
         started_at_tick = start_time(spawned.pid)
@@ -311,6 +226,9 @@ class Supervisor(StdioMixin):
             st.started_at = now()
             st.cgroup = rel
             st.network = settings
+            st.stdio_pipes, st.output_lost = pipes, []
+            if policy:  # in the same write: a kill in between cannot count it twice
+                st.restart_count += 1
 
         self.store.update_state(cid, started)
         self.store.emit("start", cid, config.name)
@@ -360,7 +278,7 @@ class Supervisor(StdioMixin):
         run.status = status
         self.cancel(run.stop_timer)
         self.pump(cid)
-        if cid not in self.running:
+        if self.running.get(cid) is not run:
             return  # pump() finished it
         if run.fds:
             run.finish_timer = self.call_later(DRAIN_GRACE, lambda: self._finish(cid))
@@ -382,8 +300,10 @@ class Supervisor(StdioMixin):
             os.close(fd)
         if run.pidfd >= 0:
             with contextlib.suppress(KeyError, ValueError):
-                self.sel.unregister(run.pidfd)  # registered only when adopted without pipes
+                self.sel.unregister(run.pidfd)  # registered only for orphans
             os.close(run.pidfd)
+        if run.procfd >= 0:
+            os.close(run.procfd)
         for fd in {run.pty, run.stdin, run.relay_w} - {-1}:
             with contextlib.suppress(KeyError, ValueError):
                 self.sel.unregister(fd)
@@ -392,7 +312,13 @@ class Supervisor(StdioMixin):
         if run.writer is not None:
             run.writer.close()
             run.writer.remove_spool()
-        self._keeper({"op": "drop", "cid": cid})
+        try:
+            self._record_exit(cid, run, lost)
+        finally:  # whatever happened, the operation waiting for this exit goes on (once
+            # this exit is done with: a restart's start must not run inside it)
+            self.call_later(0, functools.partial(self.lifecycle.exited, cid))
+
+    def _record_exit(self, cid: str, run: Running, lost: bool) -> None:
         code = exit_code_of(run.status if run.status is not None else 255 << 8)
         oom = self.driver.counters(cgroup_rel(cid)).oom_kills > 0
         # After a reboot the cgroup is gone: nothing to thaw, and no reason to fail.
@@ -405,20 +331,28 @@ class Supervisor(StdioMixin):
             config = self.store.config(cid)
         except RecordError:
             self._tear_down(cid)
+            self._keeper({"op": "drop", "cid": cid})
             return
         ran_for = time.monotonic() - run.started
+        restart = False
 
         def exited(st: ContainerState) -> None:
+            nonlocal restart
             st.running = st.paused = False
             st.pid = st.pid_start = 0
             st.exit_code = code
             st.oom_killed = oom
             st.finished_at = now()
             st.network = NetworkSettings()
-            if lost:
-                st.error = VANISHED
+            if lost or run.exit_error:
+                st.error = run.exit_error or VANISHED
+            restart = self._should_restart(config, st, code)
+            if restart:  # in the same write: no reader may see it exited in between
+                _mark_restarting(st)
 
-        state = self.store.update_state(cid, exited)
+        self.store.update_state(cid, exited)
+        # Recorded: the keeper may forget its status (it sends it again until then).
+        self._keeper({"op": "drop", "cid": cid})
         if oom:
             self.store.emit("oom", cid, config.name)
         self.store.emit("die", cid, config.name, exitCode=str(code))
@@ -426,9 +360,6 @@ class Supervisor(StdioMixin):
         # nothing they can do next is served before it is finished anyway.
         for client in run.attached:
             client.reply({"exit": code}, last=True)
-        restart = self._should_restart(config, state, code)
-        if restart:  # marked at once: no reader may see it exited in between
-            self.store.update_state(cid, _mark_restarting)
         self._tear_down(cid)
         if restart:  # the restart timer fires after the tear-down above
             self._schedule_restart(cid, self._next_backoff(cid, ran_for))
@@ -461,7 +392,7 @@ class Supervisor(StdioMixin):
     def _should_restart(self, config: ContainerConfig, state: ContainerState,
                         code: int) -> bool:
         policy = config.restart_policy
-        if state.manually_stopped or self.stopping:
+        if state.manually_stopped or self.stopping or self.lifecycle.removing(config.id):
             return False
         if policy.name == "always":
             return True
@@ -480,19 +411,24 @@ class Supervisor(StdioMixin):
         return delay
 
     def _schedule_restart(self, cid: str, delay: float) -> None:
-        def fire() -> None:
-            self.restart_timers.pop(cid, None)
+        def fire(done: Callable[[], None]) -> None:
             try:
-                self.store.update_state(cid, lambda st: setattr(
-                    st, "restart_count", st.restart_count + 1))
-                self.start(cid)
+                if cid in self.running or not self.store.state(cid).restarting:
+                    return  # started or stopped by a request since
+                self.start(cid, policy=True)
                 self.store.emit("restart", cid, self.store.config(cid).name)
             except TuiboxError as exc:
                 log(f"restart of {cid[:12]} failed: {exc}")
                 self.store.update_state(cid, _mark_exited)
                 self._notify_waiters(cid, self.store.state(cid).exit_code)
+            finally:
+                done()
 
-        self.restart_timers[cid] = self.call_later(delay, fire)
+        def due() -> None:  # in the container's queue, like any request
+            self.restart_timers.pop(cid, None)
+            self.lifecycle.submit(cid, Operation("restart (policy)", None, fire))
+
+        self.restart_timers[cid] = self.call_later(delay, due)
 
     def _notify_waiters(self, cid: str, code: int) -> None:
         for client in self.waiters.pop(cid, []):
@@ -531,9 +467,10 @@ class Supervisor(StdioMixin):
                                    f"see {self.paths.supervisor_log}"}, last=True)
 
     def op_ping(self, client: Client, msg: dict[str, Any]) -> None:
-        client.reply({"ok": True, "pid": os.getpid(), "running": len(self.running)}, last=True)
+        client.reply({"ok": True, "pid": os.getpid(), "running": len(self.running),
+                      "keeper": not self.keeper_gone}, last=True)
 
-    def op_start(self, client: Client, msg: dict[str, Any]) -> None:
+    def _do_start(self, client: Client, msg: dict[str, Any]) -> None:
         cid = msg["id"]
         attach = client if msg.get("attach") else None
         if cid in self.restart_timers:  # a manual start pre-empts the back-off
@@ -571,7 +508,7 @@ class Supervisor(StdioMixin):
                 self.store.emit("destroy", config.id, config.name)
             raise
 
-    def op_connect(self, client: Client, msg: dict[str, Any]) -> None:
+    def _do_connect(self, client: Client, msg: dict[str, Any]) -> None:
         cid = msg["id"]
         run = self.running.get(cid)
         if run is None or run.status is not None:
@@ -590,7 +527,7 @@ class Supervisor(StdioMixin):
         self.store.update_state(cid, added)
         client.reply({"ok": True}, last=True)
 
-    def op_disconnect(self, client: Client, msg: dict[str, Any]) -> None:
+    def _do_disconnect(self, client: Client, msg: dict[str, Any]) -> None:
         cid = msg["id"]
         if cid not in self.running:
             raise TuiboxError(f"container {cid[:12]} is not running")
@@ -602,100 +539,12 @@ class Supervisor(StdioMixin):
         self.store.update_state(cid, dropped)
         client.reply({"ok": True}, last=True)
 
-    def op_stop(self, client: Client, msg: dict[str, Any]) -> None:
-        cid = msg["id"]
-        self.store.update_state(cid, lambda st: setattr(st, "manually_stopped", True))
-        if cid in self.restart_timers:
-            self.cancel(self.restart_timers.pop(cid))
-            self.store.update_state(cid, _mark_exited)
-        run = self.running.get(cid)
-        if run is None or run.status is not None:
-            if run is None:
-                client.reply({"ok": True, "already": True}, last=True)
-            else:
-                self.waiters.setdefault(cid, []).append(client)
-            return
-        config = self.store.config(cid)
-        timeout = msg.get("timeout")
-        if timeout is None:
-            timeout = config.stop_timeout if config.stop_timeout is not None \
-                else DEFAULT_STOP_TIMEOUT
-        sig = parse_signal(msg.get("signal") or config.stop_signal)
-        self.waiters.setdefault(cid, []).append(client)
-        self._signal(run, sig)
-        self.store.emit("kill", cid, config.name, signal=str(int(sig)))
-        if timeout >= 0:
-            self.cancel(run.stop_timer)
-            run.stop_timer = self.call_later(float(timeout), lambda: self._kill_now(cid))
-
-    def _kill_now(self, cid: str) -> None:
-        run = self.running.get(cid)
-        if run is not None and run.status is None:
-            self._signal(run, signal.SIGKILL)
-
-    def _signal(self, run: Running, sig: int) -> None:
-        with contextlib.suppress(ProcessLookupError):
-            if run.pidfd >= 0:  # never a pid the keeper reaped and a stranger reused
-                signal.pidfd_send_signal(run.pidfd, sig)
-            else:
-                os.kill(run.pid, sig)
-        if self.store.state(run.cid).paused:
-            # Frozen tasks act on a signal only once thawed: send, then thaw (Docker's order).
-            self.driver.thaw(cgroup_rel(run.cid))
-            self.store.update_state(run.cid, lambda st: setattr(st, "paused", False))
-            self.store.emit("unpause", run.cid, self.store.config(run.cid).name)
-
-    def op_pause(self, client: Client, msg: dict[str, Any]) -> None:
-        cid = msg["id"]
-        run = self.running.get(cid)
-        if run is None or run.status is not None:
-            raise TuiboxError(f"Container {cid} is not running")
-        self.driver.freeze(cgroup_rel(cid))
-        self.store.update_state(cid, lambda st: setattr(st, "paused", True))
-        self.store.emit("pause", cid, self.store.config(cid).name)
-        client.reply({"ok": True}, last=True)
-
-    def op_unpause(self, client: Client, msg: dict[str, Any]) -> None:
-        cid = msg["id"]
-        self.driver.thaw(cgroup_rel(cid))
-        self.store.update_state(cid, lambda st: setattr(st, "paused", False))
-        self.store.emit("unpause", cid, self.store.config(cid).name)
-        client.reply({"ok": True}, last=True)
-
-    def op_kill(self, client: Client, msg: dict[str, Any]) -> None:
-        cid = msg["id"]
-        sig = parse_signal(msg.get("signal") or "KILL")
-        run = self.running.get(cid)
-        if run is None or run.status is not None:
-            raise TuiboxError(f"cannot kill container {cid[:12]}: container is not running")
-        config = self.store.config(cid)
-        if sig in (signal.SIGKILL, parse_signal(config.stop_signal)):
-            self.store.update_state(cid, lambda st: setattr(st, "manually_stopped", True))
-        self._signal(run, sig)
-        self.store.emit("kill", cid, config.name, signal=str(int(sig)))
-        client.reply({"ok": True}, last=True)
-
     def op_wait(self, client: Client, msg: dict[str, Any]) -> None:
         cid = msg["id"]
         if cid in self.running or cid in self.restart_timers:
             self.waiters.setdefault(cid, []).append(client)
             return
         client.reply({"ok": True, "exit_code": self.store.state(cid).exit_code}, last=True)
-
-    def op_forget(self, client: Client, msg: dict[str, Any]) -> None:
-        """The engine is removing a stopped container: drop every trace of it here."""
-        cid = msg["id"]
-        if cid in self.running:
-            raise TuiboxError(f"container {cid[:12]} is running")
-        self.cancel(self.restart_timers.pop(cid, 0))
-        self.backoff.pop(cid, None)
-        self._remove_cgroup(cgroup_rel(cid))
-        try:
-            code = self.store.state(cid).exit_code
-        except RecordError:  # already gone (an --rm container removed itself)
-            code = 0
-        self._notify_waiters(cid, code)
-        client.reply({"ok": True}, last=True)
 
     def op_shutdown(self, client: Client, msg: dict[str, Any]) -> None:
         if self.running and not msg.get("force"):
@@ -754,7 +603,7 @@ class Supervisor(StdioMixin):
         else:
             cid, stream = data
             if stream == "pidfd":
-                self._on_exit(self.running[cid].pid, 255 << 8)
+                self._orphan_exited(cid)
             elif stream == "pty":
                 if events & selectors.EVENT_WRITE:
                     self._flush_stdin(self.running[cid])
@@ -768,18 +617,14 @@ class Supervisor(StdioMixin):
     def _from_keeper(self) -> None:
         data, fds, _, _ = socket.recv_fds(self.ctl, 65536, MAX_FDS_PER_MESSAGE)
         if not data:
-            # The keeper was killed.  We still hold every pipe, so the containers keep
-            # running and logging; only a later kill of ours would now lose anything.
-            log("the keeper is gone: running on without it (restart tuibox's supervisor "
-                "when convenient)")
-            self.sel.unregister(self.ctl)
-            self.ctl.close()
-            self.keeper_gone = True
+            self._keeper_lost()  # adoption.py
             return
         for fd in fds:
             os.close(fd)
         msg = json.loads(data)
-        if msg["op"] == "exit":
+        # The cid guards against a pid reused since: an old keeper's messages have none.
+        if msg["op"] == "exit" and msg.get("cid", self.by_pid.get(msg["pid"])) == \
+                self.by_pid.get(msg["pid"]):
             self._on_exit(msg["pid"], msg["status"])
 
     def _read_client(self, client: Client) -> None:
@@ -818,17 +663,6 @@ def _mark_restarting(st: ContainerState) -> None:
 
 def _mark_exited(st: ContainerState) -> None:
     st.running = st.restarting = False
-
-
-def _mark_lost(st: ContainerState) -> None:
-    """Exited with nobody knowing how: Docker's 255 (its restore after a daemon crash)."""
-    if st.running and not st.restarting:
-        st.running = st.paused = False
-        st.pid = st.pid_start = 0
-        st.exit_code = 255
-        st.error = VANISHED
-        st.finished_at = now()
-        st.network = NetworkSettings()
 
 
 def log(message: str) -> None:
