@@ -348,3 +348,17 @@ def main(argv: Sequence[str] | None = None) -> int:
         devnull = os.open(os.devnull, os.O_WRONLY)
         os.dup2(devnull, sys.stdout.fileno())
         return 0
+    except OSError as exc:  # the last resort: one line, never a traceback
+        print(f"tuibox: {_os_error_line(exc, args.root)}", file=sys.stderr)
+        return 125
+
+
+def _os_error_line(exc: OSError, root: str | None) -> str:
+    """``<strerror>: <file>``; a full disk as the engine says it (``NoSpace``)."""
+    from ..engine.diskfull import is_disk_full, no_space
+    from ..engine.paths import default_root
+
+    if is_disk_full(exc):
+        return no_space(exc, root or default_root()).message
+    where = f": {os.fsdecode(exc.filename)}" if exc.filename is not None else ""
+    return f"{exc.strerror or exc}{where}"

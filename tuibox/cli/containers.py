@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import shlex
 import signal
@@ -331,6 +332,8 @@ def cmd_logs(engine: Engine, args: argparse.Namespace) -> int:
             tail = None
     out, err = sys.stdout.buffer, sys.stderr.buffer
     at_line_start = {"stdout": True, "stderr": True}
+    if args.follow:  # a follow may never end: say it first
+        _log_loss_notice(engine, args.container)
     for entry in engine.logs(args.container, follow=args.follow, since=args.since,
                              until=args.until, tail=tail):
         target = out if entry.stream == "stdout" else err
@@ -341,7 +344,19 @@ def cmd_logs(engine: Engine, args: argparse.Namespace) -> int:
         if args.follow:
             target.flush()
     out.flush()
+    if not args.follow:
+        _log_loss_notice(engine, args.container)
     return 0
+
+
+def _log_loss_notice(engine: Engine, ref: str) -> None:
+    """One line on stderr when the log is missing output (a full disk dropped it)."""
+    from ..engine.logs.dropped import notice
+
+    with contextlib.suppress(TuiboxError):  # removed meanwhile (--rm): nothing to say
+        loss = engine.get(ref).state.log_loss
+        if line := notice(loss.lines, loss.error):
+            _err(line)
 
 
 def cmd_inspect(engine: Engine, args: argparse.Namespace) -> int:

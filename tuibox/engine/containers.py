@@ -18,6 +18,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Literal
 
+from .diskfull import is_disk_full
 from .errors import Conflict, ContainerNotFound, InvalidArgument, RecordError
 from .liveness import exited_view, stale, supervisor_listening
 from .models import Container, ContainerConfig, ContainerState, Event
@@ -78,6 +79,9 @@ class ContainerStore:
             return False
         try:
             os.write(fd, cid.encode())
+        except OSError:  # a full disk: an empty name file would hold the name forever
+            os.unlink(self.paths.names / name)
+            raise
         finally:
             os.close(fd)
         return True
@@ -127,7 +131,7 @@ class ContainerStore:
 
     def state(self, cid: str) -> ContainerState:
         state = read_record(self.dir(cid) / "state.json", ContainerState)
-        return self._view(state) if self.live else state
+        return self._view(state, cid) if self.live else state
 
     def get(self, cid: str) -> Container:
         """Both records; re-read only when a file changed (listing 1000 containers every
@@ -146,12 +150,15 @@ class ContainerStore:
             if key is not None:
                 self._cache[cid] = (key, container)
         if self.live and container.state.running:  # checked on every read, never cached
-            view = self._view(container.state)
+            view = self._view(container.state, cid)
             if view is not container.state:
                 return Container(config=container.config, state=view)
         return container
 
-    def _view(self, state: ContainerState) -> ContainerState:
+    def _view(self, state: ContainerState, cid: str) -> ContainerState:
+        # What the supervisor could not write to a full disk yet is newer (its exit, the
+        # output its log lost); one failed open for a running record when there is none.
+        state = self.deferred_state(cid) or state
         if not stale(state):
             return state
         # A live supervisor is about to record the real exit (or a restart): trust it.
@@ -161,6 +168,17 @@ class ContainerStore:
             self._listening = supervisor_listening(self.paths.supervisor_socket)
             self._listening_at = now_
         return state if self._listening else exited_view(state)
+
+    def deferred_path(self, cid: str) -> Path:
+        """Where the supervisor keeps a state the full disk had no room for (on tmpfs)."""
+        return self.paths.run / "deferred" / f"{cid}.json"
+
+    def deferred_state(self, cid: str) -> ContainerState | None:
+        """The state not yet written to ``state.json`` (``supervisor/deferred.py``), if any."""
+        try:
+            return read_record(self.deferred_path(cid), ContainerState)
+        except RecordError:
+            return None
 
     def write_config(self, config: ContainerConfig) -> None:
         write_record(self.dir(config.id) / "config.json", config)
@@ -233,9 +251,15 @@ class ContainerStore:
                       attributes=attrs)
         line = event.model_dump_json().encode() + b"\n"
         # One O_APPEND write per event: atomic between concurrent writers.
-        fd = os.open(self.paths.events, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC,
-                     0o644)
         try:
-            os.write(fd, line)
-        finally:
-            os.close(fd)
+            fd = os.open(self.paths.events,
+                         os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o644)
+            try:
+                os.write(fd, line)
+            finally:
+                os.close(fd)
+        except OSError as exc:
+            # A full disk loses the event, never the operation it reports (an `rm -f`
+            # that is freeing space, a container's exit being recorded).
+            if not is_disk_full(exc):
+                raise

@@ -37,6 +37,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, NoReturn
 
 from .copy_stream import DIR, CopyError, Reader, Writer, is_consequence, reason
+from .diskfull import reports_no_space
 from .errors import Conflict, InvalidArgument, TuiboxError
 from .models import IdRange
 from .runtime import _libc, capabilities, confine
@@ -324,6 +325,7 @@ def _place(staging: int, dir_fd: int, final: str, kind: int, shown: Path) -> Non
                               "(cp only replaces regular files)")
 
 
+@reports_no_space(lambda _engine, _ref, _path, dest, **_kw: dest)
 def copy_from_container(engine: Engine, ref: str, path: str, dest: Path | str, *,
                         archive: bool = False) -> None:
     """``docker cp [-a] CONTAINER:PATH DEST``."""
@@ -389,6 +391,7 @@ def _refuse_devices(source: Path) -> None:
                 check(full, os.lstat(full))
 
 
+@reports_no_space(lambda engine, _src, ref, path, **_kw: f"{ref}:{path}")
 def copy_to_container(engine: Engine, source: Path, ref: str, path: str, *,
                       archive: bool = False) -> None:
     """``docker cp [-a] SRC CONTAINER:PATH``: owned by the container's root unless ``-a``."""

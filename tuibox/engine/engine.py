@@ -18,7 +18,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from .containers import ContainerStore, new_id, now
-from .errors import Conflict, ContainerNotFound, InvalidArgument, RecordError, TuiboxError
+from .diskfull import reports_no_space, state_root
+from .errors import Conflict, ContainerNotFound, InvalidArgument, NoSpace, RecordError, TuiboxError
 from .models import (
     Container,
     ContainerConfig,
@@ -164,6 +165,7 @@ class Engine:
 
     # ------------------------------------------------------------------ create / start
 
+    @reports_no_space(state_root)
     def create(self, opts: RunOptions) -> ContainerConfig:
         """Make a container (no process yet): Docker's ``create``."""
         from .images.registry.policy import ensure_image
@@ -343,7 +345,8 @@ class Engine:
                 f"You cannot remove a {state.status} container {cid}. Stop the container "
                 f"before attempting removal or force remove")
         config = self.containers.config(cid)
-        self.containers.update_state(cid, lambda st: setattr(st, "removing", True))
+        with contextlib.suppress(NoSpace):  # a full disk: removing is what frees space
+            self.containers.update_state(cid, lambda st: setattr(st, "removing", True))
         from .cgroups import detect_driver
         from .supervisor.running import cgroup_rel
 
@@ -584,6 +587,7 @@ class Engine:
 
     # ------------------------------------------------------------------ networks
 
+    @reports_no_space(state_root)
     def network_create(self, name: str, *, subnet: str = "", gateway: str = "",
                        internal: bool = False, labels: dict[str, str] | None = None,
                        options: dict[str, str] | None = None) -> NetworkRecord:
@@ -730,6 +734,7 @@ class Engine:
 
     # ------------------------------------------------------------------ registries
 
+    @reports_no_space(state_root)
     def pull(self, ref: str, *, platform: str | None = None,
              progress: ProgressCallback | None = None,
              insecure: builtins.list[str] | None = None) -> ImageRecord:

@@ -12,6 +12,7 @@ The tree::
     │   └── UnsafeLayer             a layer tar entry that would write outside the layer
     ├── SetupError                  a container failed to start; names the step
     ├── SupervisorError             the supervisor could not be reached or started
+    ├── NoSpace                     the disk or a quota is full (also an OSError: ENOSPC/EDQUOT)
     ├── RegistryError               a registry refused, failed or could not be reached
     │   └── RegistryAuthError       missing or wrong credentials, or a token was refused
     └── RecordError                 a state record on disk cannot be read
@@ -81,6 +82,21 @@ class SetupError(TuiboxError):
 
 class SupervisorError(TuiboxError):
     """The supervisor could not be reached, started or understood."""
+
+
+class NoSpace(TuiboxError, OSError):
+    """A write failed because the filesystem (or a quota) is full; says where and what to do.
+
+    Also an ``OSError`` with the original errno, so code that handles a failed write as an
+    ``OSError`` keeps doing so; the CLI and the dashboard show the one-line message."""
+
+    def __init__(self, path: str, *, errno: int = 28) -> None:
+        what = "disk quota exceeded" if errno == 122 else "no space left on device"  # EDQUOT
+        TuiboxError.__init__(self, f"{what}: {path} (free some space: tuibox system prune / "
+                                   f"rm)")
+        self.errno = errno
+        self.strerror = what
+        self.filename = path
 
 
 class RegistryError(TuiboxError):

@@ -45,6 +45,10 @@ def container_json(c: Container, directory: Path, *,
                             "Seconds": round(g.seconds(st.finished_at if not st.running
                                                        else datetime.now(UTC)), 3)}
                            for g in st.output_lost],
+            # tuibox's own: output the log could not keep (a full disk), over all runs
+            "LogLoss": {"Lines": st.log_loss.lines, "Bytes": st.log_loss.bytes,
+                        "LastError": st.log_loss.error,
+                        "LastAt": rfc3339(st.log_loss.last_at)},
         },
         "Image": cfg.image_id,
         "ResolvConfPath": str(directory / "resolv.conf"),

@@ -245,6 +245,16 @@ class ContainerConfig(Record):
 Status = Literal["created", "running", "paused", "restarting", "removing", "exited", "dead"]
 
 
+class LogLoss(Record):
+    """Output the json-file log could not keep (a full disk: ``logs/dropped.py``), over all
+    runs of the container; ``inspect`` shows it as ``State.LogLoss``."""
+
+    lines: int = 0
+    bytes: int = 0
+    error: str = ""  # the last reason, e.g. "No space left on device"
+    last_at: datetime = ZERO_TIME  # when output was last dropped
+
+
 class OutputGap(Record):
     """A stretch of a container's output nobody read: its keeper and supervisor were killed
     together, so its pipes had no reader and every write failed (``EPIPE``; ``SIGPIPE`` for
@@ -284,6 +294,7 @@ class ContainerState(Record):
     # too) finds them again in the container's own fd tables (supervisor/reclaim.py).
     stdio_pipes: dict[str, int] = Field(default_factory=dict)
     output_lost: list[OutputGap] = Field(default_factory=list)  # this run's gaps
+    log_loss: LogLoss = Field(default_factory=LogLoss)
 
     @property
     def status(self) -> Status:

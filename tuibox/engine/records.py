@@ -15,25 +15,36 @@ from typing import TypeVar
 
 from pydantic import BaseModel, ValidationError
 
+from .diskfull import is_disk_full, no_space
 from .errors import RecordError
 
 M = TypeVar("M", bound=BaseModel)
 
 
 def write_atomic(path: Path, data: bytes, *, mode: int = 0o644) -> None:
-    """Replace ``path`` with ``data`` in one step (temp file + fsync-free rename)."""
+    """Replace ``path`` with ``data`` in one step (temp file + fsync-free rename).
+
+    A full disk raises ``NoSpace`` (an ``OSError`` too) and leaves ``path`` as it was."""
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     # O_NOFOLLOW: a symlink planted at the temp name is refused, never written through.
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW | os.O_CLOEXEC,
-                 mode)
     try:
-        os.fchmod(fd, mode)  # exactly ``mode``: not the umask's, not a stale temp file's
-        view = memoryview(data)
-        while view:
-            view = view[os.write(fd, view):]
-    finally:
-        os.close(fd)
-    os.replace(tmp, path)
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW | os.O_CLOEXEC,
+                     mode)
+        try:
+            os.fchmod(fd, mode)  # exactly ``mode``: not the umask's, not a stale temp file's
+            view = memoryview(data)
+            while view:
+                view = view[os.write(fd, view):]
+        finally:
+            os.close(fd)
+        os.replace(tmp, path)
+    except OSError as exc:
+        # A torn temp file would only hold on to the space a full disk lacks.
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        if is_disk_full(exc):
+            raise no_space(exc, path) from exc
+        raise
 
 
 def write_record(path: Path, record: BaseModel, *, mode: int = 0o600) -> None:

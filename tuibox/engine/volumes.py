@@ -12,6 +12,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from .containers import now
+from .diskfull import reports_no_space, state_root
 from .errors import Conflict, InvalidArgument, NotFound, RecordError
 from .models import VolumeRecord
 from .paths import StatePaths
@@ -34,6 +35,7 @@ class VolumeStore:
     def data(self, name: str) -> Path:
         return self._dir(name) / "_data"
 
+    @reports_no_space(state_root)
     def create(self, name: str | None = None, *, labels: dict[str, str] | None = None,
                anonymous: bool = False) -> VolumeRecord:
         """Create (or return the existing) volume; ``docker volume create`` is idempotent."""

@@ -24,6 +24,8 @@ COLUMN_TITLES: dict[str, tuple[str, int]] = {
     "ports": ("PORTS", 14),
 }
 
+LOG_LOSS_MARK = "⚠"  # after the status: this container's log is missing output
+
 STATUS_STYLES = {"running": "green", "frozen": "bold cyan", "restarting": "yellow",
                  "created": "dim", "removing": "dim", "dead": "red"}
 
@@ -61,7 +63,10 @@ def _cells(row: _Row, columns: list[str], marked: bool, now: datetime) -> list[C
             style = STATUS_STYLES.get(label, "")
             if label.startswith("exited"):
                 style = "dim" if c.state.exit_code == 0 else "red"
-            out.append(Cell(label, label, cid, style))
+            cell = Cell(label, label, cid, style)
+            if c.state.log_loss.lines:  # its log lost output (a full disk): Inspect says more
+                cell.append(f" {LOG_LOSS_MARK}", style="bold yellow")
+            out.append(cell)
         elif col == "cpu":
             v = s.cpu_percent if s and running else -1.0
             out.append(Cell(f"{v:.1f}" if v >= 0 else "-", v, cid))

@@ -36,7 +36,8 @@ class InspectView(VerticalScroll):
     def show(self, data: dict[str, Any] | None, error: str = "") -> None:
         body = self.query_one("#inspect-body", Static)
         # A privileged container says so above its JSON, in the error colour.
-        self.warning = "\n".join(f"⚠ {w}" for w in (data or {}).get("Warnings") or [])
+        warnings = [*((data or {}).get("Warnings") or []), *_log_loss(data)]
+        self.warning = "\n".join(f"⚠ {w}" for w in warnings)
         banner = self.query_one("#inspect-warning", Static)
         banner.update(self.warning)
         banner.display = bool(self.warning)
@@ -47,6 +48,15 @@ class InspectView(VerticalScroll):
         self.shown = text
         body.update(Syntax(text, "json", theme="ansi_dark", word_wrap=True,
                            background_color="default"))
+
+
+def _log_loss(data: dict[str, Any] | None) -> list[str]:
+    """The banner line for output the container's log could not keep (a full disk)."""
+    from tuibox.engine.logs.dropped import notice
+
+    loss = ((data or {}).get("State") or {}).get("LogLoss") or {}
+    line = notice(int(loss.get("Lines", 0)), str(loss.get("LastError", "")))
+    return [f"{line} (last at {loss.get('LastAt', '?')})"] if line else []
 
 
 class ProcessTable(DataTable[str]):

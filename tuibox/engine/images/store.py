@@ -23,6 +23,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Literal
 
+from ..diskfull import reports_no_space, state_root
 from ..errors import Conflict, ImageError, ImageNotFound, InvalidArgument, RecordError
 from ..models import ImageConfig, ImageRecord
 from ..paths import StatePaths
@@ -321,6 +322,7 @@ class ImageStore:
             parent = chain_id
         return _Prepared(config=config, record=record, refs=list(image.refs))
 
+    @reports_no_space(state_root)
     def load(self, path: Path) -> list[str]:
         """Load a docker-archive or OCI-layout tarball; returns the refs (or ids) loaded."""
         with (self._adding() as created, self._work_dir("load-") as work,
@@ -340,6 +342,7 @@ class ImageStore:
 
     # -- import -------------------------------------------------------------------------
 
+    @reports_no_space(state_root)
     def import_image(self, source: Path, *, ref: str | None = None,
                      changes: list[str] | None = None) -> ImageRecord:
         """Make a one-layer image from a rootfs directory or tarball (``docker import``)."""
@@ -539,6 +542,7 @@ class ImageStore:
 
     # -- save ---------------------------------------------------------------------------
 
+    @reports_no_space(lambda _self, _refs, out, **_kw: out)
     def save(self, refs: list[str], out: Path, *,
              fmt: Literal["docker", "oci"] = "docker") -> None:
         """Write the named images to ``out`` as a docker-archive or OCI-layout tarball."""

@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from decimal import Decimal, InvalidOperation
 from pathlib import Path
 
+from ..diskfull import is_disk_full, no_space
 from ..errors import ImageError, TuiboxError, UnsafeLayer
 from .digests import CHUNK, HashingReader, Readable
 
@@ -331,6 +332,8 @@ def unpack_layer(stream: Readable, dest: Path) -> UnpackResult:
     except TuiboxError:
         raise
     except (tarfile.TarError, OSError, EOFError, zlib.error, ValueError) as exc:
+        if isinstance(exc, OSError) and is_disk_full(exc):  # not a broken layer: no room
+            raise no_space(exc, dest) from exc
         raise ImageError(f"cannot unpack layer at entry {current!r}: {exc}") from exc
     finally:
         os.close(rootfd)

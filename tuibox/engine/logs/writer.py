@@ -26,11 +26,17 @@ later pump gets that pump's time, because a shared stamp would step back behind 
 other stream written in between.
 
 Nothing is fsynced: the contract is surviving SIGKILL of the writer, not a power cut.
+
+A log write that fails (a full disk above all, or less than ``LOG_RESERVE`` left on it) drops
+its entries instead: their spool bytes are committed as converted, counted in ``dropped``
+(``dropped.py``) and still streamed to attached clients.  The pipes keep draining, so the
+container never blocks on its log, and the next write that fits goes in again.
 """
 
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
 import time
 from collections.abc import Callable
@@ -40,9 +46,11 @@ from typing import Final, Literal
 
 from tuibox.engine.errors import InvalidArgument
 
+from ..diskfull import free_bytes, is_disk_full
 from ._libc import punch_hole
 from .chunks import convertible, messages
 from .cursor import Cursor, CursorFile
+from .dropped import LOG_RESERVE, Dropped
 from .entry import decode_line
 from .files import finish_interrupted, live_path, open_live, rotate
 from .jsonfmt import encode_entry, encode_lines_parts
@@ -70,6 +78,8 @@ class LogWriter:
 
     ``on_entry(stream, data)`` is called after each commit with the raw bytes of the entries
     just committed (one or more whole entries, in order), for streaming to attached clients.
+    ``dropped`` carries the count of earlier runs on; ``on_drop(dropped)`` is called after
+    each write that was dropped.
     """
 
     def __init__(
@@ -81,6 +91,8 @@ class LogWriter:
         max_size: int = -1,
         max_file: int = 1,
         on_entry: Callable[[str, bytes], None] | None = None,
+        dropped: Dropped | None = None,
+        on_drop: Callable[[Dropped], None] | None = None,
         clock: Callable[[], int] = time.time_ns,
     ) -> None:
         if max_size != -1 and max_size <= 0:
@@ -94,7 +106,10 @@ class LogWriter:
         self._max_size = max_size
         self._max_file = max_file
         self._on_entry = on_entry
+        self.dropped = dropped if dropped is not None else Dropped()
+        self._on_drop = on_drop
         self._clock = clock
+        self._rotation_failed = False
         self._cursor: CursorFile | None = None
         self._spools: dict[str, _Spool] = {}
         self._log_fd = -1
@@ -127,25 +142,22 @@ class LogWriter:
     def _reopen(self) -> None:
         cursor_file = CursorFile.open(self._cursor_path)
         self._cursor = cursor_file
-        self._log_fd = open_live(self._live)
+        self._open_log()
         if cursor_file is None:
             # No cursor: a first start, or tmpfs lost it (reboot) with any spool.  Keep every
             # whole entry already in the log; a torn last line can only be garbage.
-            size, last_ts = _whole_entries(self._log_fd)
-            os.ftruncate(self._log_fd, size)
-            cursor_file = CursorFile.create(self._cursor_path, Cursor(0, 0, size, last_ts))
+            size, last_ts = _whole_entries(self._log_fd) if self._log_fd >= 0 else (0, 0)
+            if self._log_fd >= 0:
+                os.ftruncate(self._log_fd, size)
+            cursor_file = CursorFile.create(self._cursor_path, Cursor(
+                0, 0, size, last_ts, self.dropped.lines, self.dropped.size))
             self._cursor = cursor_file
         committed = cursor_file.cursor
-        live_size = os.fstat(self._log_fd).st_size
-        if live_size >= committed.log_size:
-            os.ftruncate(self._log_fd, committed.log_size)  # drop an uncommitted append
-            self._log_size = committed.log_size
-        else:
-            self._log_size = live_size  # a rotation replaced the file before its commit
-        new_fd = finish_interrupted(self._live, self._max_file)
-        if new_fd is not None:
-            os.close(self._log_fd)
-            self._log_fd, self._log_size = new_fd, 0
+        # The cursor's count is exact (committed with each drop); the caller's may be late.
+        self.dropped.lines = max(self.dropped.lines, committed.dropped_lines)
+        self.dropped.size = max(self.dropped.size, committed.dropped_bytes)
+        if self._log_fd >= 0:
+            self._settle_log(committed.log_size)
         self._last_ts = committed.last_time_ns
         offsets = {"stdout": committed.stdout_offset, "stderr": committed.stderr_offset}
         for stream, path in self._spool_paths.items():
@@ -155,6 +167,32 @@ class LogWriter:
             offset = offsets[stream] if offsets[stream] <= size else 0
             self._spools[stream] = _Spool(fd, size, offset)
         self._commit()
+
+    def _open_log(self) -> bool:
+        """Open the live log; False (and writes are dropped) while it cannot be created."""
+        try:
+            self._log_fd = open_live(self._live)
+        except OSError:  # no room for a new file: entries are dropped until there is
+            self._log_fd = -1
+            return False
+        return True
+
+    def _settle_log(self, committed_size: int) -> None:
+        """Cut the log back to its last commit, and finish a rotation left halfway."""
+        live_size = os.fstat(self._log_fd).st_size
+        if live_size >= committed_size:
+            os.ftruncate(self._log_fd, committed_size)  # drop an uncommitted append
+            self._log_size = committed_size
+        else:
+            self._log_size = live_size  # a rotation replaced the file before its commit
+        try:
+            new_fd = finish_interrupted(self._live, self._max_file)
+        except OSError:  # e.g. no room for the new live file: finished at the next rotation
+            self._rotation_failed = True
+            return
+        if new_fd is not None:
+            os.close(self._log_fd)
+            self._log_fd, self._log_size = new_fd, 0
 
     # -- the supervisor's calls -------------------------------------------------------------
 
@@ -179,6 +217,18 @@ class LogWriter:
                 )
             except BlockingIOError:
                 break
+            except OSError as exc:
+                if not is_disk_full(exc):
+                    raise
+                # The spool's tmpfs is full: the pipe must drain all the same.
+                n = self._discard_from(stream, fd, PUMP_BUDGET - moved, exc)
+                if n < 0:
+                    break
+                if n == 0:
+                    open_ = False
+                    break
+                moved += n
+                continue
             if n == 0:
                 open_ = False
                 break
@@ -187,6 +237,16 @@ class LogWriter:
         if moved:
             self._convert(stream, final=False)
         return open_
+
+    def _discard_from(self, stream: Stream, fd: int, budget: int, exc: OSError) -> int:
+        """Read up to ``budget`` bytes from the pipe and drop them; -1 if it was empty."""
+        try:
+            data = os.read(fd, budget)
+        except BlockingIOError:
+            return -1
+        if data:
+            self._dropped(stream, data, exc.strerror or str(exc))
+        return len(data)
 
     def close_stream(self, stream: Stream) -> None:
         """At EOF: log the unterminated last line, as a partial entry without ``\\n``."""
@@ -219,7 +279,8 @@ class LogWriter:
     def _commit(self) -> None:
         assert self._cursor is not None
         out, err = self._spools["stdout"], self._spools["stderr"]
-        self._cursor.commit(Cursor(out.offset, err.offset, self._log_size, self._last_ts))
+        self._cursor.commit(Cursor(out.offset, err.offset, self._log_size, self._last_ts,
+                                   self.dropped.lines, self.dropped.size))
 
     def _now(self) -> int:
         # Never earlier than an entry already written, even if the wall clock steps back.
@@ -274,7 +335,12 @@ class LogWriter:
         i, n, at, raw_at = 0, len(entry_sizes), 0, 0
         while i < n:
             if self._max_size != -1 and self._log_size >= self._max_size:
-                self._rotate()
+                try:
+                    self._rotate()
+                except OSError as exc:  # no room for the new file: drop, retry next time
+                    self._rotation_failed = True
+                    self._drop(stream, region[raw_at:], exc)
+                    return
             room = self._max_size - self._log_size if self._max_size != -1 else len(blob)
             end, raw_end = at, raw_at
             while i < n and end - at < room:  # entry i starts below max-size: it goes in
@@ -288,20 +354,57 @@ class LogWriter:
         size = sum(map(len, parts))
         if not size:
             return
+        if self._log_fd < 0:  # it could not be created at recovery: try again
+            if not self._open_log():
+                self._drop(stream, raw, OSError(errno.ENOSPC, os.strerror(errno.ENOSPC)))
+                return
+            assert self._cursor is not None
+            self._settle_log(self._cursor.cursor.log_size)
+        if self._short_of_space(size):
+            self._drop(stream, raw, OSError(errno.ENOSPC, os.strerror(errno.ENOSPC)))
+            return
         try:
             _pwrite_all(self._log_fd, parts, self._log_size)
-        except BaseException:
+        except BaseException as exc:
             with contextlib.suppress(OSError):
                 os.ftruncate(self._log_fd, self._log_size)  # e.g. ENOSPC: drop the torn tail
-            raise
+            if not isinstance(exc, OSError):
+                raise
+            self._drop(stream, raw, exc)  # the container must not wait for the disk
+            return
         self._log_size += size
         self._spools[stream].offset += len(raw)
         self._commit()
         if self._on_entry is not None:
             self._on_entry(stream, raw)
 
+    def _short_of_space(self, size: int) -> bool:
+        """Whether this write would leave less than ``LOG_RESERVE`` free on the disk."""
+        try:
+            return free_bytes(self._live.parent) - size < LOG_RESERVE
+        except OSError:
+            return False  # cannot tell: let the write itself decide
+
+    def _drop(self, stream: Stream, raw: bytes, exc: OSError) -> None:
+        """Entries that could not be written: consumed from the spool all the same."""
+        self._spools[stream].offset += len(raw)
+        self._dropped(stream, raw, exc.strerror or str(exc))
+
+    def _dropped(self, stream: Stream, raw: bytes, error: str) -> None:
+        self.dropped.add(raw, error, self._clock())
+        self._commit()  # the count with the offset that skips it: exact across SIGKILL
+        if self._on_entry is not None:  # an attached client still sees the output
+            self._on_entry(stream, raw)
+        if self._on_drop is not None:
+            self._on_drop(self.dropped)
+
     def _rotate(self) -> None:
-        new_fd = rotate(self._live, self._max_file)
+        new_fd = None
+        if self._rotation_failed:  # finish the one a full disk interrupted, not a second
+            new_fd = finish_interrupted(self._live, self._max_file)
+        if new_fd is None:
+            new_fd = rotate(self._live, self._max_file)
+        self._rotation_failed = False
         os.close(self._log_fd)
         self._log_fd, self._log_size = new_fd, 0
         self._commit()  # before anything is written to the new file

@@ -28,7 +28,8 @@ from typing import Any
 
 from ..cgroups import detect_driver
 from ..cgroups.devices import policy_for
-from ..containers import ContainerStore, now
+from ..containers import now
+from ..diskfull import is_disk_full, no_space, start_failure
 from ..errors import RecordError, SetupError, TuiboxError
 from ..liveness import VANISHED, boot_id, open_live, start_time
 from ..logs import LogWriter
@@ -43,12 +44,14 @@ from ..runtime.spawn import raise_nofile_limit, spawn
 from ..security import cap_mask
 from . import protocol
 from .adoption import AdoptionMixin
+from .deferred import DeferringStore, LossRecorder
 from .idle import watch_idle
 from .keeper import MAX_FDS_PER_MESSAGE
 from .lifecycle import Lifecycle, Operation
 from .ops import LifecycleOps
 from .reclaim import pipe_inode
 from .refuse import STARTUP_FAILED, refuse
+from .requests import STREAM_CONTROLS, client_gone, ensure_client
 from .rootwatch import watch_root
 from .running import Client, Running, cgroup_rel, exit_code_of
 from .stdio import StdioMixin, winsize_of
@@ -61,7 +64,9 @@ DRAIN_GRACE = 2.0
 class Supervisor(LifecycleOps, AdoptionMixin, StdioMixin):
     def __init__(self, paths: StatePaths, listen: socket.socket, ctl: socket.socket) -> None:
         self.paths = paths
-        self.store = ContainerStore(paths)
+        # A full disk defers state writes instead of failing exits and rm (deferred.py).
+        self.store = DeferringStore(paths, self.call_later, log)
+        self.log_loss = LossRecorder(self.store, self.call_later)
         self.driver = detect_driver()
         self.sel = selectors.DefaultSelector()
         self.listen = listen
@@ -123,7 +128,9 @@ class Supervisor(LifecycleOps, AdoptionMixin, StdioMixin):
         return LogWriter(self.store.dir(config.id), config.id, self.spool,
                          max_size=config.log_options.max_size,
                          max_file=config.log_options.max_file,
-                         on_entry=functools.partial(self._fanout, config.id))
+                         on_entry=functools.partial(self._fanout, config.id),
+                         dropped=LossRecorder.seed(self.store.state(config.id)),
+                         on_drop=functools.partial(self.log_loss.dropped, config.id))
 
     def _fanout(self, cid: str, stream: str, data: bytes) -> None:
         run = self.running.get(cid)
@@ -180,7 +187,7 @@ class Supervisor(LifecycleOps, AdoptionMixin, StdioMixin):
             plug = functools.partial(self.network.plug, net, adopt=True) \
                 if net.pending else None
             spawned = spawn(plan, cgroup_procs=self.driver.procs_files(rel), plug_network=plug)
-        except TuiboxError as exc:
+        except (TuiboxError, OSError) as exc:
             if net is not None:
                 net.close()
             try:
@@ -188,7 +195,7 @@ class Supervisor(LifecycleOps, AdoptionMixin, StdioMixin):
             except TuiboxError as undo:  # the first error is the one the user needs
                 log(f"network clean-up of {cid[:12]} after a failed start: {undo}")
             self.driver.remove(rel)
-            error = exc if isinstance(exc, SetupError) else SetupError("network", exc.message)
+            error = start_failure(exc, cdir)
 
             def failed(st: ContainerState) -> None:
                 st.error = error.message
@@ -375,7 +382,7 @@ class Supervisor(LifecycleOps, AdoptionMixin, StdioMixin):
             # The namespace dies with the container and takes its veths along (unless
             # another container joined it: detach() knows and deletes them itself).
             self.network.detach(cid, netns_dying=True)
-        except TuiboxError as exc:
+        except (TuiboxError, OSError) as exc:  # OSError: a full disk, say
             log(f"network tear-down of {cid[:12]}: {exc}")
         self._remove_cgroup(cgroup_rel(cid))
 
@@ -454,6 +461,10 @@ class Supervisor(LifecycleOps, AdoptionMixin, StdioMixin):
         if handler is None:
             client.reply({"error": f"unknown request {op!r}"}, last=True)
             return
+        if op not in STREAM_CONTROLS and client_gone(client.sock):
+            log(f"dropped a {op} request: its client disconnected before it was served")
+            client.close()
+            return
         try:
             handler(client, msg)
         except SetupError as exc:
@@ -462,6 +473,10 @@ class Supervisor(LifecycleOps, AdoptionMixin, StdioMixin):
         except TuiboxError as exc:
             client.reply({"error": exc.message, "exit_code": exc.exit_code}, last=True)
         except Exception as exc:  # a bug must still answer the caller, never hang it
+            if isinstance(exc, OSError) and is_disk_full(exc):  # not a bug: say so in a line
+                full = no_space(exc, self.paths.root)
+                client.reply({"error": full.message, "exit_code": full.exit_code}, last=True)
+                return
             log(f"internal error in {op}: {exc!r}")
             client.reply({"error": f"internal error in the supervisor ({op}): {exc!r}; "
                                    f"see {self.paths.supervisor_log}"}, last=True)
@@ -472,6 +487,7 @@ class Supervisor(LifecycleOps, AdoptionMixin, StdioMixin):
 
     def _do_start(self, client: Client, msg: dict[str, Any]) -> None:
         cid = msg["id"]
+        ensure_client(client.sock, f"starting {cid[:12]}")  # e.g. after a long create
         attach = client if msg.get("attach") else None
         if cid in self.restart_timers:  # a manual start pre-empts the back-off
             self.cancel(self.restart_timers.pop(cid))
@@ -501,6 +517,7 @@ class Supervisor(LifecycleOps, AdoptionMixin, StdioMixin):
         if not msg.get("start"):
             return
         try:
+            ensure_client(client.sock, f"starting {config.id[:12]}")  # after a long create
             self.op_start(client, {**msg, "id": config.id})
         except TuiboxError:
             if opts.auto_remove:  # --rm: a container that could not start goes too
@@ -666,8 +683,11 @@ def _mark_exited(st: ContainerState) -> None:
 
 
 def log(message: str) -> None:
-    print(f"{time.strftime('%Y-%m-%dT%H:%M:%S')} supervisor[{os.getpid()}]: {message}",
-          flush=True)
+    line = f"{time.strftime('%Y-%m-%dT%H:%M:%S')} supervisor[{os.getpid()}]: {message}\n"
+    # Straight to the log file (stdout), never fatal: on a full disk the line is lost, and
+    # nothing else (a failed print used to take the whole supervisor down).
+    with contextlib.suppress(OSError):
+        os.write(1, line.encode(errors="replace"))
 
 
 def run(root: str, listen_fd: int, ctl_fd: int) -> None:
