@@ -43,8 +43,14 @@ extra=""
 ln -sf "$(pwd)/.venv/bin/tuibox" /usr/local/bin/tuibox
 
 # The v2 guest's kernel and initramfs, built once into its cache (skipped when there).
-guest=${TUIBOX_V2GUEST:-../shared/v2guest}
+shared=${TUIBOX_SHARED:-../shared}
+[ -d "$shared" ] || shared=/work/shared
+guest=${TUIBOX_V2GUEST:-$shared/v2guest}
 work=${V2GUEST_WORK:-/var/tmp/v2guest}
+if [ "${1:-}" = "--test" ] && [ -n "${CI:-}" ] && [ ! -x "$guest/build-initramfs.sh" ]; then
+    echo "install.sh: no v2 guest builder at $guest (set TUIBOX_SHARED or TUIBOX_V2GUEST)" >&2
+    exit 1
+fi
 if [ "${1:-}" = "--test" ] && [ -x "$guest/build-initramfs.sh" ] \
         && ! { [ -e "$work/initramfs.cpio" ] && [ -e "$work/kernel/vmlinuz" ]; }; then
     V2GUEST_WORK=$work bash "$guest/build-initramfs.sh" kvm

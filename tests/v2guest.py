@@ -20,9 +20,22 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+import pytest
+
 REPO = Path(__file__).resolve().parent.parent
-RUNNER = Path(os.environ.get("TUIBOX_V2GUEST", REPO.parent / "shared" / "v2guest")) \
-    / "run-in-v2-guest.sh"
+
+
+def _shared() -> Path:
+    """The shared tree (guest runner, references): ``TUIBOX_SHARED``, else next to this
+    checkout, else /work/shared -- a clone elsewhere (CI's /tmp clone) still finds it."""
+    if os.environ.get("TUIBOX_SHARED"):
+        return Path(os.environ["TUIBOX_SHARED"])
+    beside = REPO.parent / "shared"
+    return beside if beside.is_dir() else Path("/work/shared")
+
+
+RUNNER = Path(os.environ.get("TUIBOX_V2GUEST", _shared() / "v2guest")) / "run-in-v2-guest.sh"
+
 
 # Plugin autoloading off, only pytest-timeout back: textual's snapshot plugin, syrupy,
 # anyio and platformdirs cost ~15 s of emulated CPU to import and the guest uses none.
@@ -50,6 +63,10 @@ def run_in_guest(*command: str, modules: tuple[str, ...] = (), env: dict[str, st
                  timeout: int = 600) -> tuple[int, str, str]:
     """(exit status, stdout, stderr) of ``command`` run in the guest, cwd = this checkout.
     125: the guest gave no result (its console log is in stderr); 124: timed out."""
+    if not RUNNER.exists():
+        # On CI unavailable() does not skip: say what is missing, not a FileNotFoundError.
+        pytest.fail(f"no v2 guest runner at {RUNNER} (set TUIBOX_SHARED or TUIBOX_V2GUEST "
+                    "to where the shared tree is)", pytrace=False)
     args = [str(RUNNER), "-b", os.environ.get("GUEST_BACKEND", "tcg"), "-t", str(timeout)]
     if modules:
         args += ["-M", ",".join(modules)]
