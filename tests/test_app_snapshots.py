@@ -45,6 +45,11 @@ def _snapshot_dir(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("TUIBOX_CONFIG_FILE", "/nonexistent/tuibox.toml")
 
 
+def _started(n: int, now: datetime) -> datetime:
+    # 30 s into the minute: the UP column reads "nh00m" even if a loaded machine renders late.
+    return now - timedelta(seconds=3600 * n + 30)
+
+
 def _container(n: int, name: str, status: str, cmd: str) -> Container:
     cid = f"{n:x}" * 64
     now = datetime.now(UTC)
@@ -52,7 +57,7 @@ def _container(n: int, name: str, status: str, cmd: str) -> Container:
     if status in ("running", "paused"):
         state.running, state.pid = True, 1000 + n
         state.paused = status == "paused"
-        state.started_at = now - timedelta(seconds=3600 * n + 5)
+        state.started_at = _started(n, now)
         if n == 1:  # one with a published port, for the PORTS column
             state.network.ports = [PortBinding(container_port=80, host_port=8080)]
     elif status == "exited":
@@ -132,6 +137,11 @@ class FakeEngine:
 
 
 def make_app() -> TuiboxApp:
+    # Uptimes count from when each app starts, not from collection (minutes earlier in a full run).
+    now = datetime.now(UTC)
+    for n, c in enumerate(CONTAINERS, 1):
+        if c.state.running:
+            c.state.started_at = _started(n, now)
     return TuiboxApp(FakeEngine(), settings=Settings())  # type: ignore[arg-type]
 
 
