@@ -128,7 +128,10 @@ def test_detach_keeps_running_and_attach_again(root: Path, engine: Engine) -> No
                    0o600)
     try:
         fcntl.flock(lock, fcntl.LOCK_EX)
-        with Terminal(tuibox(root, "run", "-it", "--name", "det", "busybox", "sh")) as term:
+        # `read` takes the typed-ahead line from the cooked pty; busybox's interactive line
+        # editor would flush input that arrived before it set its own terminal mode.
+        with Terminal(tuibox(root, "run", "-it", "--name", "det", "busybox", "sh", "-c",
+                             'read line; echo "got:$line"; exec sh')) as term:
             term.type(b"echo before\r\x10\x11")
             assert os.waitpid(term.pid, os.WNOHANG)[0] == 0
             assert not any(engine.paths.containers.iterdir())  # nothing created yet
@@ -141,7 +144,7 @@ def test_detach_keeps_running_and_attach_again(root: Path, engine: Engine) -> No
     cid = engine.resolve("det")
     assert engine.containers.state(cid).running  # detached, still running
     deadline = time.monotonic() + 30  # what was typed before the keys reached the shell
-    while b"before\r\n" not in b"".join(e.data for e in engine.logs(cid)):
+    while b"got:echo before\r\n" not in b"".join(e.data for e in engine.logs(cid)):
         assert time.monotonic() < deadline, "the line typed before detaching never ran"
         time.sleep(0.05)
     # The keys split across reads: ^P alone is held back (sent on, busybox's shell would
