@@ -216,11 +216,19 @@ def test_bad_mount_specs(engine: Engine) -> None:
 
 
 def test_no_mounts_left_after_everything(engine: Engine) -> None:
-    before = Path("/proc/self/mountinfo").read_text()
+    from tests.conftest import _mounts_under
+
+    # Only this engine's state root and runtime dir: other roots on a busy host mount and
+    # unmount their own things meanwhile.
+    owned = (str(engine.paths.root), str(engine.paths.run))
+    before = _mounts_under(owned)
     cid = run_d(engine, "sleep 60", volumes=["v1:/v"], tmpfs=["/t"])
+    # the volume and the tmpfs were really mounted (in the container's namespace)
+    inside = Path(f"/proc/{engine.containers.state(cid).pid}/mountinfo").read_text().split()
+    assert "/v" in inside and "/t" in inside
     subprocess.run(["true"], check=True)
     engine.remove(cid, force=True)
-    assert Path("/proc/self/mountinfo").read_text() == before
+    assert _mounts_under(owned) == before
 
 
 def test_new_volume_gets_the_image_content(engine: Engine, tmp_path: Path) -> None:
