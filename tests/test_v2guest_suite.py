@@ -55,8 +55,7 @@ def guest(request: pytest.FixtureRequest,
         files, modules=("loop", "nfnetlink"),  # io.max and --device; the network case
         env={"TUIBOX_V2_BUSYBOX": str(busybox_archives[0])},  # built here: TCG is slow
         timeout=GUEST_TIMEOUT)
-    print(f"v2 guest: {run.seconds:.0f} s for {' '.join(files)}; inner pytest exit "
-          f"{run.rc}\n{run.summary()}")
+    print(run.summary(files))  # shown with -rA, or with the first test's failure
     return run
 
 

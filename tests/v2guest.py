@@ -36,7 +36,6 @@ def _shared() -> Path:
 
 RUNNER = Path(os.environ.get("TUIBOX_V2GUEST", _shared() / "v2guest")) / "run-in-v2-guest.sh"
 
-
 # Plugin autoloading off, only pytest-timeout back: textual's snapshot plugin, syrupy,
 # anyio and platformdirs cost ~15 s of emulated CPU to import and the guest uses none.
 LEAN_ENV = {"PYTEST_DISABLE_PLUGIN_AUTOLOAD": "1"}
@@ -86,6 +85,7 @@ class Case:
     outcome: str
     message: str
     text: str
+    seconds: float
 
 
 @dataclass(frozen=True)
@@ -98,10 +98,15 @@ class GuestPytest:
     cases: tuple[Case, ...]
     seconds: float
 
-    def summary(self) -> str:
-        """The inner run's slowest tests and its last line."""
+    def summary(self, files: Sequence[str]) -> str:
+        """Where the boot's time went: each file's tests, the inner run's slowest tests
+        and its last line."""
+        per_file = ", ".join(f"{path} {sum(c.seconds for c in self.of(path)):.0f} s"
+                             for path in files)
         at = self.out.find("slowest ")
-        return self.out[self.out.rfind("\n", 0, at) + 1:] if at >= 0 else _tail(self.out, 5)
+        slowest = self.out[self.out.rfind("\n", 0, at) + 1:] if at >= 0 else _tail(self.out, 5)
+        return f"v2 guest: {self.seconds:.0f} s, inner pytest exit {self.rc}; {per_file}\n" \
+            + slowest
 
     def of(self, path: str) -> list[Case]:
         return [c for c in self.cases if c.nodeid.startswith(f"{path}::")]
@@ -168,7 +173,8 @@ def _cases(xml: str) -> tuple[Case, ...]:
                 break
         output = [f"--- {e.tag}\n{e.text}" for e in case if e.tag.startswith("system-")
                   and _said_something(e.text)]
-        cases.append(Case(nodeid, outcome, message, "\n".join([text, *output])))
+        cases.append(Case(nodeid, outcome, message, "\n".join([text, *output]),
+                          float(case.get("time", 0))))
     return tuple(cases)
 
 
