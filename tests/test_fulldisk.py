@@ -183,6 +183,39 @@ def test_load_onto_a_full_disk_is_one_line_and_leaves_nothing(
     assert "Loaded image: big:1" in cli("load", "-i", str(archive)).stdout
 
 
+def _records(root: Path) -> set[str]:
+    return {str(p.relative_to(root)) for d in ("containers", "names", "networks", "volumes")
+            for p in (root / d).rglob("*") if not p.name.endswith(".lock")}
+
+
+def test_verbs_on_a_full_disk_say_so_in_one_line_and_leave_nothing(
+        engine: Engine, cli: CLI, root: Path, tmp_path: Path) -> None:
+    rootfs = tmp_path / "rootfs"
+    (rootfs / "etc").mkdir(parents=True)
+    (rootfs / "etc" / "data").write_bytes(os.urandom(1 << 20))
+    cli("run", "-d", "--network", "none", "--name", "box", "busybox", "sleep", "600")
+    before = _records(root)
+    fill(root / "ballast")
+    try:
+        for verb in (["create", "--network", "none", "busybox", "true"],
+                     ["run", "--rm", "--network", "none", "busybox", "true"],
+                     ["network", "create", "full-net"], ["volume", "create", "full-vol"],
+                     ["import", str(rootfs), "imported:1"]):
+            line = one_line_error(cli(*verb, check=False))
+            assert line.startswith("tuibox: no space left on device: "), (verb, line)
+        line = one_line_error(cli("cp", str(rootfs / "etc" / "data"), "box:/data", check=False))
+        assert "No space left on device" in line
+        assert _records(root) == before
+        assert "imported" not in cli("images").stdout
+    finally:
+        (root / "ballast").unlink()
+    with small_fs(tmp_path / "small", "1m") as small:  # save's own output disk is full
+        line = one_line_error(cli("save", "-o", str(small / "out.tar"), "busybox", check=False))
+        assert line == (f"tuibox: no space left on device: {small / 'out.tar'} (free some "
+                        f"space: tuibox system prune / rm)")
+        assert list(small.iterdir()) == []
+
+
 def test_request_of_a_client_that_left_is_not_carried_out(engine: Engine, root: Path) -> None:
     pid = supervisor_pid(engine)
     log = root / "supervisor.log"

@@ -233,6 +233,10 @@ class Reader:
                 os.fchown(fd, uid, gid)  # before the mode: chown clears setuid bits
                 os.fchmod(fd, mode)
                 os.utime(fd, ns=(mtime, mtime))
+            except BaseException:
+                with contextlib.suppress(OSError):  # ours (O_EXCL): no half-copied file
+                    os.unlink(name, dir_fd=dir_fd)
+                raise
             finally:
                 os.close(fd)
         elif kind == SYMLINK:

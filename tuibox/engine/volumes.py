@@ -50,12 +50,18 @@ class VolumeStore:
                 return self.get(name)
             # Only root reaches a volume's files from the host (a container's root may
             # leave setuid files or world-writable dirs in it: CVE-2021-41091's class).
+            made = not d.exists()  # else a volume whose record was lost: keep its data
             d.mkdir(mode=0o700, exist_ok=True)
-            (d / "_data").mkdir(exist_ok=True)
-            os.chmod(d / "_data", 0o755)
-            record = VolumeRecord(name=name, created=now(), labels=labels or {},
-                                  anonymous=anonymous)
-            write_record(d / "volume.json", record)
+            try:
+                (d / "_data").mkdir(exist_ok=True)
+                os.chmod(d / "_data", 0o755)
+                record = VolumeRecord(name=name, created=now(), labels=labels or {},
+                                      anonymous=anonymous)
+                write_record(d / "volume.json", record)
+            except OSError:  # a full disk: no half-made volume left behind
+                if made:
+                    shutil.rmtree(d, ignore_errors=True)
+                raise
         return record
 
     def get(self, name: str) -> VolumeRecord:
