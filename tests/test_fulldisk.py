@@ -240,6 +240,32 @@ def test_request_of_a_client_that_left_is_not_carried_out(engine: Engine, root: 
     assert not events.exists() or "ghost" not in events.read_text()
 
 
+def test_a_start_queued_behind_a_stop_is_dropped_when_its_client_left(
+        engine: Engine, cli: CLI, root: Path) -> None:
+    """The second check: a start that waited in the container's queue (behind a slow stop)
+    is not carried out once its client has gone."""
+    cid = cli("run", "-d", "--network", "none", "--name", "slow", "busybox", "sleep",
+              "600").stdout.strip()
+    stop = subprocess.Popen([sys.executable, "-m", "tuibox", "--root", str(root), "stop", "-t",
+                             "5", "slow"], stdout=subprocess.DEVNULL)  # PID 1 ignores TERM
+    events = root / "events.jsonl"
+    wait_for(lambda: '"kill"' in events.read_text(), "the stop to begin", 30)
+    script = ("import sys; from pathlib import Path; from tuibox.engine.paths import StatePaths;"
+              " from tuibox.engine.supervisor.client import SupervisorClient;"
+              " SupervisorClient(StatePaths(Path(sys.argv[1]))).request("
+              "{'op': 'start', 'id': sys.argv[2]})")
+    client = subprocess.Popen([sys.executable, "-c", script, str(root), cid])
+    try:
+        wait_for(lambda: _waiting_for_reply(client.pid), "the start to be queued", 30)
+    finally:
+        client.kill()
+        client.wait()
+    assert stop.wait(timeout=60) == 0
+    cli("stop", "slow")  # queued after the start: once it answers, the start was handled
+    assert not engine.get("slow").state.running
+    assert events.read_text().count('"action":"start"') == 1  # only the run's
+
+
 def _waiting_for_reply(pid: int) -> bool:
     try:
         return Path(f"/proc/{pid}/wchan").read_text() == "unix_stream_read_generic"
@@ -351,3 +377,23 @@ def test_a_cursor_from_before_the_counts_still_reads(tmp_path: Path) -> None:
     assert reopened is not None
     assert reopened.cursor == Cursor(5, 6, 9, 8, dropped_lines=3, dropped_bytes=30)
     reopened.close()
+
+
+def test_writer_drains_the_pipe_when_its_spool_disk_is_full(tmp_path: Path) -> None:
+    """The spools live on /run's tmpfs: full too, the container must still not block."""
+    from tests.test_logs_helpers import feed
+    from tuibox.engine.logs import LogWriter
+
+    cdir = tmp_path / "cdir"
+    cdir.mkdir()
+    with small_fs(tmp_path / "spool", "1m") as spool:
+        writer = LogWriter(cdir, "c1", spool)
+        writer.recover()
+        fill(spool / "ballast")
+        feed(writer, "stdout", _numbered(1, 5000))  # read from the pipe and counted
+        assert writer.dropped.lines == 5000 and writer.dropped.size == 5000 * 99
+        assert _kept(cdir) == []
+        (spool / "ballast").unlink()
+        feed(writer, "stdout", _numbered(5001, 10))
+        assert _kept(cdir) == list(range(5001, 5011))
+        writer.remove_spool()
