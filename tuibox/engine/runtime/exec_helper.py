@@ -29,6 +29,7 @@ import termios
 from typing import Any, NoReturn
 
 from . import _libc, capabilities, confine
+from .pathlookup import NotRunnable, find_in_path
 from .users import ResolvedUser, resolve_user
 
 # mnt after the others: it moves our root; user last (runc's order): once in a container's
@@ -59,23 +60,10 @@ def _step(stage: str, fn: Any, *args: Any) -> Any:
 
 def find_executable(argv0: str, env: list[str]) -> str:
     """The command in the container's PATH, as ``docker exec`` reports it (127 / 126)."""
-    if "/" in argv0:
-        candidates = [argv0]
-    else:
-        path = next((e[5:] for e in env if e.startswith("PATH=")), "/usr/bin:/bin")
-        candidates = [os.path.join(d or ".", argv0) for d in path.split(":")]
-    found_not_exec = ""
-    for cand in candidates:
-        if os.path.isfile(cand):
-            if os.access(cand, os.X_OK):
-                return cand
-            found_not_exec = cand
-    if found_not_exec:
-        raise Failed("exec", f'exec: "{argv0}": permission denied')
-    if os.path.isdir(argv0):
-        raise Failed("exec", f'exec: "{argv0}": is a directory')
-    where = "no such file or directory" if "/" in argv0 else "executable file not found in $PATH"
-    raise Failed("exec", f'exec: "{argv0}": {where}', exit_code=127)
+    try:
+        return find_in_path(argv0, env)
+    except NotRunnable as exc:
+        raise Failed("exec", str(exc), exit_code=exc.exit_code) from None
 
 
 def _open_pty() -> tuple[int, int]:

@@ -27,6 +27,7 @@ from typing import TYPE_CHECKING, NoReturn, TypeVar
 
 from . import _libc, capabilities, seccomp
 from .devnodes import DeviceNode, make_nodes
+from .pathlookup import NotRunnable, find_in_path
 from .userns import attach_here
 from .users import resolve_user
 
@@ -345,25 +346,10 @@ def _set_rlimits(plan: InitPlan) -> None:
 
 def _lookup(argv0: str, env: list[str]) -> str:
     """Find the command in the container's PATH; 127 if absent, 126 if not executable."""
-    if "/" in argv0:
-        candidates = [argv0]
-    else:
-        path = next((e[5:] for e in env if e.startswith("PATH=")), "/usr/bin:/bin")
-        candidates = [os.path.join(d or ".", argv0) for d in path.split(":")]
-    found_not_exec = ""
-    for cand in candidates:
-        if os.path.isfile(cand):
-            if os.access(cand, os.X_OK):
-                return cand
-            found_not_exec = cand
-    if found_not_exec:
-        raise StepFailed("exec", errno.EACCES,
-                         f'exec: "{argv0}": permission denied', exit_code=126)
-    if os.path.isdir(argv0):
-        raise StepFailed("exec", errno.EISDIR, f'exec: "{argv0}": is a directory',
-                         exit_code=126)
-    where = "no such file or directory" if "/" in argv0 else "executable file not found in $PATH"
-    raise StepFailed("exec", errno.ENOENT, f'exec: "{argv0}": {where}', exit_code=127)
+    try:
+        return find_in_path(argv0, env)
+    except NotRunnable as exc:
+        raise StepFailed("exec", exc.err, str(exc), exit_code=exc.exit_code) from None
 
 
 def container_init(plan: InitPlan, err_fd: int) -> NoReturn:
