@@ -11,10 +11,10 @@ import os
 import subprocess
 import sys
 import time
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from tests.waiting import alive, wait_for
 from tuibox.engine import Engine, RunOptions
 from tuibox.engine.network.nft import table_name
 
@@ -26,23 +26,6 @@ def idle_after(engine: Engine, seconds: float) -> None:
     """Set the root's idle timeout; a supervisor reads it when it starts."""
     (engine.paths.root / "daemon.json").write_text(
         json.dumps({"supervisor-idle-timeout": seconds}))
-
-
-def wait_for(what: str, condition: Callable[[], bool], timeout: float = 30.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.05)
-
-
-def alive(pid: int) -> bool:
-    """Running (a zombie nobody reaped yet counts as gone)."""
-    try:
-        with open(f"/proc/{pid}/stat", "rb") as f:
-            return f.read().rsplit(b")", 1)[1].split()[0] not in (b"Z", b"X")
-    except OSError:
-        return False
 
 
 def processes(engine: Engine) -> tuple[int, int]:

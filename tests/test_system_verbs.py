@@ -9,32 +9,16 @@ import os
 import shlex
 import shutil
 import signal
-import time
 from pathlib import Path
 from typing import Any
 
 from tests.test_escape_stalepid import lose_everything
+from tests.waiting import alive, wait_for
 from tuibox.engine import Engine
 from tuibox.engine.cgroups import detect_driver
 from tuibox.engine.supervisor.running import cgroup_rel
 
 Cli = Any
-
-
-def wait_for(what: str, condition: Any, timeout: float = 30.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.05)
-
-
-def alive(pid: int) -> bool:
-    try:
-        with open(f"/proc/{pid}/stat", "rb") as f:
-            return f.read().rsplit(b")", 1)[1].split()[0] not in (b"Z", b"X")
-    except OSError:
-        return False
 
 
 def run_d(cli: Cli, name: str, *flags: str, command: str = "sleep 600") -> str:
