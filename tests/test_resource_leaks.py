@@ -170,6 +170,7 @@ def test_spool_files_go_when_the_container_is_removed(engine: Engine) -> None:
     os.kill(keeper, signal.SIGKILL)
     kill_supervisor(engine)
     engine.stop(c.id, timeout=0)
-    assert _spool_files(engine, c.id)  # what the killed writer left
+    # The next supervisor took the pipes back (supervisor/reclaim.py): its writer went on
+    # from the killed one's spools and deleted them as the container stopped.
     engine.remove(c.id)
     assert _spool_files(engine, c.id) == []

@@ -235,15 +235,20 @@ class AdoptionMixin:
         self.sel.unregister(self.ctl)
         self.ctl.close()
         self.keeper_gone = True
+        gone = []
         for cid, run in self.running.items():
             if run.spawned or run.orphan or run.status is not None:
                 continue
             run.orphan = True
-            if run.pidfd < 0:
+            if run.pidfd < 0:  # dead at adoption, and the keeper died before reaping it
+                gone.append(run)
                 continue
             # (One that died with the keeper is readable at once: its zombie, if still
             # there, knows how it ended.)
             self.sel.register(run.pidfd, selectors.EVENT_READ, (cid, "pidfd"))
+        for run in gone:
+            run.exit_error = ORPHAN_EXIT
+            self._on_exit(run.pid, 255 << 8)
         self._rekeep_when_quiet()
 
 

@@ -518,7 +518,9 @@ class Supervisor(LifecycleOps, AdoptionMixin, StdioMixin):
             return
         try:
             ensure_client(client.sock, f"starting {config.id[:12]}")  # after a long create
-            self.op_start(client, {**msg, "id": config.id})
+            # Not queued: nobody knew its id before the reply above, and a failure must
+            # reach the --rm clean-up below.
+            self._do_start(client, {**msg, "id": config.id})
         except TuiboxError:
             if opts.auto_remove:  # --rm: a container that could not start goes too
                 self.store.remove_files(config.id)
