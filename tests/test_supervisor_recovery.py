@@ -181,8 +181,16 @@ def test_keeper_killed_supervisor_becomes_keeper(engine: Engine, tmp_path: Path)
     cid = engine.run(RunOptions(image="busybox", network="none",
                                 command=["sh", "-c", script])).id
     keeper, sup = keeper_pid(engine), int(ping(engine)["pid"])
-    kill_and_wait(keeper)
+    attached = engine.attach(cid, stdin=False)  # a client in flight: it waits for it
+    try:
+        kill_and_wait(keeper)
+        wait_for(lambda: ping(engine)["keeper"] is False, what="the keeper's death noticed")
+        info = engine.info()
+        assert info["SupervisorPid"] == sup and info["KeeperPid"] == 0  # `info` says so
+    finally:
+        attached.close()
     wait_for(lambda: keeper_pid(engine) == sup, what="the supervisor becoming the keeper")
+    assert engine.info()["KeeperPid"] == sup
     new = ping(engine)
     assert new["pid"] != sup and new["keeper"] is True
     kill_and_wait(int(new["pid"]))  # now only the keeper holds its pipes and is its parent

@@ -449,6 +449,7 @@ def cmd_info(engine: Engine, args: argparse.Namespace) -> int:
         f" Total Memory: {info['MemTotal'] / 2**30:.2f}GiB",
         f" Docker Root Dir: {info['DockerRootDir']}",
         f" Supervisor: {_supervisor_line(info)}",
+        f" Keeper: {_keeper_line(info)}",
     ]
     _out("\n".join(lines))
     return 0
@@ -461,6 +462,14 @@ def _supervisor_line(info: dict[str, Any]) -> str:
     if status == "not running":
         return "not running (started by the next verb that needs it)"
     return status
+
+
+def _keeper_line(info: dict[str, Any]) -> str:
+    if info["KeeperPid"]:
+        return f"running (pid {info['KeeperPid']})"
+    if info["SupervisorStatus"] == "running":  # it was killed: the supervisor takes over
+        return "missing: the supervisor becomes the keeper once no request is in flight"
+    return "not running"
 
 
 def cmd_version(engine: Engine, args: argparse.Namespace) -> int:

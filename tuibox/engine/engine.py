@@ -725,6 +725,7 @@ class Engine:
             "SupervisorRunning": supervisor == "running",
             "SupervisorStatus": supervisor,  # "not answering: …" when its socket only accepts
             "SupervisorPid": supervisor_pid,
+            "KeeperPid": self.supervisor.keeper_pid(),  # 0: none (killed, or not started)
         }
 
     def version(self) -> dict[str, str]:

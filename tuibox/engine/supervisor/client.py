@@ -185,6 +185,15 @@ class SupervisorClient:
             return f"not answering: {reply['error']}", 0
         return "running", int(reply.get("pid", 0))
 
+    def keeper_pid(self) -> int:
+        """The keeper's pid while it lives, else 0 (a supervisor whose keeper was killed
+        becomes the keeper as soon as no request is in flight: rekeep.py)."""
+        try:
+            pid = int(self.paths.keeper_pidfile.read_text())
+        except (OSError, ValueError):
+            return 0
+        return pid if _alive_pid(pid) else 0
+
     def shutdown(self, *, force: bool = False, timeout: float = 10.0) -> None:
         """Stop the supervisor and keeper of this root (tests, uninstall)."""
         if not self._alive():
