@@ -60,11 +60,23 @@ def events_of(root: Path, cid: str) -> list[str]:
     return actions
 
 
-def test_verbs_fired_together_leave_nothing_behind(engine: Engine, root: Path) -> None:
+def veths_of(engine: Engine) -> list[str]:
+    """Interfaces still plugged into this root's bridges (a container's veth ends)."""
+    found = []
+    for record in engine.networks.all():
+        brif = Path(f"/sys/class/net/{record.bridge}/brif")
+        if brif.is_dir():
+            found += [p.name for p in brif.iterdir()]
+    return found
+
+
+@pytest.mark.parametrize(("network", "rounds"), [("none", 24), ("bridge", 6)])
+def test_verbs_fired_together_leave_nothing_behind(engine: Engine, root: Path, network: str,
+                                                   rounds: int) -> None:
     rng = random.Random(13)
     replies: dict[str, int] = {}
-    for _ in range(24):
-        cid = engine.run(RunOptions(image="busybox", network="none",
+    for _ in range(rounds):
+        cid = engine.run(RunOptions(image="busybox", network=network,
                                     command=["sleep", "1000"])).id
         verbs = VERBS[:]
         rng.shuffle(verbs)
@@ -89,6 +101,8 @@ def test_verbs_fired_together_leave_nothing_behind(engine: Engine, root: Path) -
         assert not any(c.id == cid for c in engine.list(all=True))
         wait_for(lambda cid=cid: not traces_of(cid), what=f"{cid[:12]} gone")  # type: ignore[misc]
         assert events_of(root, cid)[-1] == "destroy"
+        assert engine.networks.endpoints_of(cid) == []  # its address is free again
+        wait_for(lambda: not veths_of(engine), what="its veth gone")
     print(json.dumps(replies, indent=1))  # what the verbs met: seen with -s
 
 
