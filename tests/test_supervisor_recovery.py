@@ -42,7 +42,10 @@ def dead(pid: int) -> bool:
 
 
 def keeper_pid(engine: Engine) -> int:
-    return int(engine.paths.keeper_pidfile.read_text())
+    try:
+        return int(engine.paths.keeper_pidfile.read_text())
+    except ValueError:  # being rewritten
+        return 0
 
 
 def kill_and_wait(pid: int) -> None:

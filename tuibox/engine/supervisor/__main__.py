@@ -54,7 +54,9 @@ def main(argv: list[str]) -> int:
     os.close(null)
     os.close(log_fd)
     os.chdir("/")
-    paths.keeper_pidfile.write_text(f"{os.getpid()}\n")
+    new = paths.keeper_pidfile.with_name("keeper.pid.new")  # readers never see it empty
+    new.write_text(f"{os.getpid()}\n")
+    new.replace(paths.keeper_pidfile)
     from . import keeper
 
     keeper.main(listen.fileno(), _run_supervisor(root))  # type: ignore[arg-type]
@@ -66,7 +68,9 @@ def _resume(paths: StatePaths, root: str, state_fd: int) -> int:
 
     with os.fdopen(state_fd, "rb") as f:
         state = json.load(f)
-    paths.keeper_pidfile.write_text(f"{os.getpid()}\n")
+    new = paths.keeper_pidfile.with_name("keeper.pid.new")  # readers never see it empty
+    new.write_text(f"{os.getpid()}\n")
+    new.replace(paths.keeper_pidfile)
     from . import keeper
 
     keeper.main(state["listen"], _run_supervisor(root),  # type: ignore[arg-type]

@@ -226,11 +226,17 @@ class LifecycleOps:
                 os.kill(run.pid, sig)
         if sig not in _NOT_FATAL and run.last_signal != signal.SIGKILL:
             run.last_signal = sig  # an orphan's status is unknown: what ended it, likely
-        if self.store.state(run.cid).paused:
+        try:
+            paused = self.store.state(run.cid).paused
+        except RecordError:  # its record is unreadable: ask the cgroup
+            paused = self.driver.exists(cgroup_rel(run.cid)) and \
+                self.driver.frozen(cgroup_rel(run.cid))
+        if paused:
             # Frozen tasks act on a signal only once thawed: send, then thaw (Docker's order).
             self.driver.thaw(cgroup_rel(run.cid))
-            self.store.update_state(run.cid, lambda st: setattr(st, "paused", False))
-            self.store.emit("unpause", run.cid, self.store.config(run.cid).name)
+            with contextlib.suppress(TuiboxError):
+                self.store.update_state(run.cid, lambda st: setattr(st, "paused", False))
+                self.store.emit("unpause", run.cid, self.store.config(run.cid).name)
 
     def _kill(self, client: Client, msg: dict[str, Any]) -> None:
         cid = msg["id"]

@@ -569,7 +569,8 @@ class Supervisor(LifecycleOps, AdoptionMixin, StdioMixin):
         if self.running and not msg.get("force"):
             raise TuiboxError(f"{len(self.running)} containers are running")
         for cid, run in self.running.items():
-            self.store.update_state(cid, lambda st: setattr(st, "manually_stopped", True))
+            with contextlib.suppress(TuiboxError):  # its records are gone: kill it anyway
+                self.store.update_state(cid, lambda st: setattr(st, "manually_stopped", True))
             self._signal(run, signal.SIGKILL)
         self._keeper({"op": "shutdown"})
         client.reply({"ok": True}, last=True)
