@@ -204,3 +204,22 @@ def test_keeper_killed_supervisor_becomes_keeper(engine: Engine, tmp_path: Path)
     assert (st.exit_code, st.error) == (3, "")  # its real status, from the new keeper
     numbers = [int(e.data) for e in engine.logs(cid)]
     assert numbers == list(range(len(numbers)))  # not a line lost
+
+
+def test_dashboard_starts_the_supervisor_and_flags_the_loss(engine: Engine,
+                                                             tmp_path: Path) -> None:
+    """Pilot: the dashboard opened over a root whose keeper and supervisor were killed
+    starts one by its listing, and the container's status cell says output was lost."""
+    from textual.pilot import Pilot
+
+    from tests.test_app import drive, status, until
+    from tuibox.app import TuiboxApp
+
+    cid, _ = counter(engine, tmp_path / "out")
+    kill_keeper_and_supervisor(engine)
+
+    async def body(app: TuiboxApp, pilot: Pilot[int]) -> None:
+        await until(pilot, lambda: "output lost" in status(app, cid), 10.0, "the flag")
+        assert engine.supervisor.running()
+
+    drive(engine, body)
